@@ -1,0 +1,163 @@
+import pRetry, { AbortError } from 'p-retry'
+import { LeaseLostError } from './errors.js'
+import type { RegistryInternals } from './registry.js'
+import { delayAfter } from './retry-policy.js'
+import { sendAttempt, type AttemptResult, type FetchLike } from './sender.js'
+import type { ClaimedDelivery, Settlement, Store } from './store.js'
+import { checkUrl, type UrlPolicy } from './url-guard.js'
+
+/**
+ * Runs the attempts of one claimed delivery: p-retry drives them, each attempt is settled in the
+ * store before the next is scheduled, short delays are waited here under the lease and long ones
+ * are handed back to the store with their due time.
+ */
+
+/** What {@link deliver} needs from the engine. */
+export interface DeliverContext {
+  store: Store
+  registry: RegistryInternals
+  /** Delays between attempts. */
+  schedule: readonly number[]
+  /** ± fraction applied to each delay. */
+  jitter: number
+  /** Delays up to this long are waited in process. */
+  maxInProcessDelayMs: number
+  /** Cap of a Retry-After delay. */
+  maxRetryAfterMs: number
+  /** Per-attempt timeout. */
+  timeoutMs: number
+  /** Response bytes kept in the log. */
+  maxResponseBytes: number
+  /** Lease length; an in-process wait holds the lease this long past the due time. */
+  leaseMs: number
+  urlPolicy: UrlPolicy
+  fetch: FetchLike
+  now: () => number
+  /** Aborted by `close()`: waits end and leases are given back. */
+  signal: AbortSignal
+}
+
+class FailedAttempt extends Error {
+  constructor(readonly result: AttemptResult) {
+    super(result.response)
+  }
+}
+
+// Thrown to end a run that is already settled (final, or handed back to the store).
+class Settled extends Error {}
+
+/**
+ * Delivers one claimed delivery until it succeeds, fails for good, or is handed back to the store.
+ *
+ * @example
+ * ```ts
+ * for (const claimed of await store.claim(...)) await deliver(context, claimed)
+ * ```
+ */
+export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedDelivery): Promise<void> {
+  // Serialised once per delivery run: every attempt signs and sends these same bytes.
+  const body = JSON.stringify(delivery.event)
+  const maxAttempts = ctx.schedule.length + 1
+  let made = delivery.attempts.length
+  const settle = (settlement: Omit<Settlement, 'now'>) => ctx.store.settle(lease, { ...settlement, now: ctx.now() })
+
+  if (made >= maxAttempts) {
+    // Claimed after its last attempt was recorded but before it was marked failed (a crash between the two).
+    return settleQuietly(settle({ state: 'failed', response: delivery.response }))
+  }
+
+  try {
+    await pRetry(
+      async () => {
+        // Read on every attempt: a webhook deactivated or moved meanwhile is honoured (cached until a write).
+        const target = await ctx.registry.target(delivery.company, delivery.webhookId)
+        if (!target?.webhook.isActive) {
+          const why = target ? 'the webhook is inactive' : 'the webhook no longer exists'
+          await settle({ state: 'failed', response: `not sent: ${why}` })
+          throw new AbortError(new Settled())
+        }
+        try {
+          checkUrl(target.webhook.url, ctx.urlPolicy)
+        } catch (error) {
+          await settle({ state: 'failed', response: `not sent: ${(error as Error).message}` })
+          throw new AbortError(new Settled())
+        }
+        const result = await sendAttempt({
+          url: target.webhook.url,
+          id: delivery.id,
+          body,
+          keys: target.keys,
+          timeoutMs: ctx.timeoutMs,
+          maxResponseBytes: ctx.maxResponseBytes,
+          maxRetryAfterMs: ctx.maxRetryAfterMs,
+          fetch: ctx.fetch,
+          now: ctx.now,
+        })
+        made++
+        if (result.outcome === 'success') {
+          await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
+        } else if (result.outcome === 'gone') {
+          // 410: the receiver says the subscription is over. Record, stop, and turn the webhook off.
+          await settle({ state: 'failed', attempt: result.attempt, response: result.response })
+          await ctx.registry.deactivate(delivery.company, delivery.webhookId)
+        } else {
+          throw new FailedAttempt(result)
+        }
+      },
+      {
+        retries: Math.max(0, maxAttempts - made - 1),
+        factor: 1,
+        minTimeout: 0,
+        maxTimeout: 0,
+        signal: ctx.signal,
+        onFailedAttempt: async ({ error }) => {
+          if (!(error instanceof FailedAttempt)) throw error
+          const { attempt, response, retryAfterMs } = error.result
+          if (made >= maxAttempts) {
+            await settle({ state: 'failed', attempt, response })
+            throw new Settled()
+          }
+          // Retry-After replaces the scheduled delay and still uses up an attempt.
+          const delay = retryAfterMs ?? delayAfter(made, ctx.schedule, ctx.jitter)
+          const due = ctx.now() + delay
+          if (delay > ctx.maxInProcessDelayMs) {
+            await settle({ state: 'pending', attempt, response, nextAttemptAt: due })
+            throw new Settled()
+          }
+          await settle({ state: 'pending', attempt, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
+          await sleep(delay, ctx.signal)
+        },
+      },
+    )
+  } catch (error) {
+    if (error instanceof Settled || error instanceof LeaseLostError) return
+    if (ctx.signal.aborted) {
+      // Shutting down mid-wait: the attempt is recorded; give the delivery back for whoever runs next.
+      return settleQuietly(ctx.store.release(lease, ctx.now()))
+    }
+    throw error
+  }
+}
+
+async function settleQuietly(work: Promise<void>): Promise<void> {
+  try {
+    await work
+  } catch (error) {
+    if (!(error instanceof LeaseLostError)) throw error
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

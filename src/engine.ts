@@ -1,0 +1,209 @@
+import * as v from 'valibot'
+import { deliver } from './deliver.js'
+import { createDispatcher } from './dispatcher.js'
+import { toLog } from './log.js'
+import { createMatcher } from './matcher.js'
+import { memoryStore } from './memory-store.js'
+import { toEvent, type COTWebhookLog, type EmitInput } from './model.js'
+import { objectId } from './object-id.js'
+import { createRegistry, type Registry } from './registry.js'
+import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
+import type { FetchLike } from './sender.js'
+import type { NewDelivery, Store } from './store.js'
+import type { UrlPolicy } from './url-guard.js'
+import { parse } from './validate.js'
+
+/** Options of {@link createWebhooks}. Every one has a default. */
+export interface WebhooksOptions extends UrlPolicy {
+  /** Where webhooks, deliveries and logs live. Default: a new {@link memoryStore}. */
+  store?: Store
+  /** Deliveries in flight at once, across all webhooks. Default 32. */
+  concurrency?: number
+  /** `'webhook'`: one delivery at a time per webhook, in emit order (Cotalker's rule). `'none'`: no order. Default `'webhook'`. */
+  ordering?: 'webhook' | 'none'
+  /** When to retry. Default: Cotalker's three attempts, 30 s apart. */
+  retry?: RetryOptions
+  /** Per-attempt timeout in ms, response body included. Default 15 000. */
+  timeoutMs?: number
+  /** The HTTP client. Default: the runtime's `fetch`. */
+  fetch?: FetchLike
+  /** How long a claimed delivery is held before another claimer may take it. Default 60 000; must exceed `timeoutMs`. */
+  leaseMs?: number
+  /** Bytes of a response body kept in the log. Default 20 480. */
+  maxResponseBytes?: number
+  /** Where unexpected errors (a failing store) are reported. Default `console.error`. */
+  onError?: (error: unknown) => void
+  /** The clock, in epoch ms. Default `Date.now`. */
+  now?: () => number
+}
+
+/** Options of `emit()`. */
+export interface EmitOptions {
+  /** A key seen before (per company) makes this emit a no-op that returns the first emit's result. */
+  idempotencyKey?: string
+}
+
+/** What `emit()` returns: the event's id and one delivery per matched webhook. */
+export interface EmitResult {
+  /** The event's id. */
+  eventId: string
+  /** One per matched webhook; `id` is the `webhook-id` header and the COTWebhookLog `_id`. */
+  deliveries: NewDelivery[]
+}
+
+/** A page of logs. */
+export interface LogPageOptions {
+  /** Page size, 1–100. Default 10. */
+  limit?: number
+  /** Page number from 1. Default 1. */
+  page?: number
+}
+
+/** The engine: registry, emit, logs, and the delivery loop behind them. */
+export interface Webhooks {
+  /** Create, read, list and update COTWebhooks. */
+  readonly registry: Registry
+  /** The store the engine runs on. */
+  readonly store: Store
+  /** Matches the event to the company's active webhooks and stores one delivery per match before resolving. */
+  emit(event: EmitInput, options?: EmitOptions): Promise<EmitResult>
+  /** A webhook's COTWebhookLogs, newest first. */
+  logs(company: string, webhookId: string, options?: LogPageOptions): Promise<COTWebhookLog[]>
+  /** A page of a webhook's COTWebhookLogs, newest first, and how many there are in all. */
+  listLogs(company: string, webhookId: string, options?: LogPageOptions): Promise<{ logs: COTWebhookLog[]; count: number }>
+  /** Resolves once every delivery is final: none pending, scheduled for a retry or in flight. */
+  drain(): Promise<void>
+  /** Stops delivering: waits for attempts in flight, gives waiting retries back to the store. */
+  close(): Promise<void>
+}
+
+const PageSchema = v.object({
+  limit: v.optional(
+    v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(100, 'must be at most 100')),
+    10,
+  ),
+  page: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1')), 1),
+})
+
+const EmitOptionsSchema = v.object({
+  idempotencyKey: v.optional(
+    v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty'), v.maxLength(256, 'must be at most 256 characters')),
+  ),
+})
+
+/**
+ * Creates a webhook engine and starts its delivery loop (resuming whatever the store holds pending).
+ *
+ * @param {Store} [options.store=memoryStore()] - where webhooks, deliveries and logs live
+ * @param {number} [options.concurrency=32] - deliveries in flight at once
+ * @param {'webhook'|'none'} [options.ordering='webhook'] - per-webhook first-in-first-out, or none
+ * @param {RetryOptions} [options.retry={ schedule: [30000, 30000] }] - delays between attempts
+ * @param {number} [options.timeoutMs=15000] - per-attempt timeout
+ * @param {boolean} [options.allowPrivateNetworks=false] - allow loopback, private and link-local URLs
+ * @param {FetchLike} [options.fetch=globalThis.fetch] - the HTTP client
+ * @returns {Webhooks} the engine
+ * @example
+ * ```ts
+ * const hooks = createWebhooks({ store: memoryStore() })
+ * const { webhook, secret } = await hooks.registry.create(company, {
+ *   name: 'Work orders', code: 'wo_update', trigger: 'create-edit-delete-task', url: 'https://example.com/hook',
+ * })
+ * await hooks.emit({ company, type: 'COTTask', event: 'create', data: task })
+ * ```
+ */
+export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
+  const store = options.store ?? memoryStore()
+  const concurrency = positiveInteger('concurrency', options.concurrency ?? 32)
+  const ordering = options.ordering ?? 'webhook'
+  if (ordering !== 'webhook' && ordering !== 'none') throw new RangeError(`ordering must be 'webhook' or 'none', not ${String(ordering)}`)
+  const schedule = options.retry?.schedule ?? COTALKER_SCHEDULE
+  checkSchedule(schedule)
+  const jitter = options.retry?.jitter ?? 0
+  if (!(jitter >= 0 && jitter <= 1)) throw new RangeError('retry.jitter must be between 0 and 1')
+  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs ?? 15_000)
+  const leaseMs = positiveInteger('leaseMs', options.leaseMs ?? Math.max(60_000, timeoutMs * 2))
+  if (leaseMs <= timeoutMs) throw new RangeError(`leaseMs (${leaseMs}) must exceed timeoutMs (${timeoutMs}), or a slow attempt would lose its lease`)
+  const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
+  const now = options.now ?? Date.now
+  const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook:', error))
+  const urlPolicy: UrlPolicy = { allowPrivateNetworks: options.allowPrivateNetworks ?? false }
+
+  const matcher = createMatcher({ store })
+  const registry = createRegistry({ store, urlPolicy, onChange: (company) => matcher.invalidate(company) })
+  const shutdown = new AbortController()
+  const context = {
+    store,
+    registry,
+    schedule,
+    jitter,
+    maxInProcessDelayMs: options.retry?.maxInProcessDelayMs ?? 60_000,
+    maxRetryAfterMs: options.retry?.maxRetryAfterMs ?? 3_600_000,
+    timeoutMs,
+    maxResponseBytes: options.maxResponseBytes ?? 20_480,
+    leaseMs,
+    urlPolicy,
+    fetch: fetchImpl,
+    now,
+    signal: shutdown.signal,
+  }
+  const dispatcher = createDispatcher({
+    store,
+    concurrency,
+    ordered: ordering === 'webhook',
+    leaseMs,
+    owner: objectId(),
+    now,
+    run: (claimed) => deliver(context, claimed),
+    onError,
+  })
+
+  const listLogs = async (company: string, webhookId: string, page: LogPageOptions = {}) => {
+    await registry.get(company, webhookId) // 404 for another company's webhook, 400 for a bad id
+    const { limit, page: number } = parse(PageSchema, page, 'page')
+    const result = await store.listDeliveries(company, webhookId, { limit, offset: (number - 1) * limit })
+    return { logs: result.items.map(toLog), count: result.count }
+  }
+
+  return {
+    registry,
+    store,
+
+    async emit(input, emitOptions = {}) {
+      if (shutdown.signal.aborted) throw new Error('cotwebhook: emit() after close(): this engine no longer delivers')
+      const { idempotencyKey } = parse(EmitOptionsSchema, emitOptions, 'emit options')
+      const at = now()
+      const event = toEvent(input, new Date(at))
+      const matched = await matcher.match(event)
+      const eventId = objectId(at)
+      if (!matched.length && idempotencyKey === undefined) return { eventId, deliveries: [] }
+      const deliveries = matched.map((webhook) => ({ id: objectId(at), webhookId: webhook._id }))
+      const result = await store.enqueue({
+        eventId,
+        event,
+        deliveries,
+        now: at,
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+      })
+      if (!result.duplicate && result.deliveries.length) dispatcher.kick()
+      return { eventId: result.eventId, deliveries: result.deliveries }
+    },
+
+    async logs(company, webhookId, page) {
+      return (await listLogs(company, webhookId, page)).logs
+    },
+
+    listLogs,
+
+    drain: () => dispatcher.drain(),
+
+    async close() {
+      shutdown.abort(new Error('cotwebhook engine closed'))
+      await dispatcher.close()
+    },
+  }
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, not ${String(value)}`)
+  return value
+}

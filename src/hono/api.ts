@@ -1,0 +1,123 @@
+import { Hono, type Context } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import * as v from 'valibot'
+import type { Webhooks } from '../engine.js'
+import { InvalidJsonError, PayloadTooLargeError, UnauthorizedError } from '../errors.js'
+import { parse } from '../validate.js'
+import { errorResponse } from './errors.js'
+
+/** Options of {@link webhookApi}. */
+export interface WebhookApiOptions {
+  /**
+   * The caller's company (an ObjectId) from the request, e.g. from its bearer token. Returning
+   * nothing answers 401. Every route is scoped to this company: other companies' ids are 404.
+   */
+  company: (c: Context) => string | undefined | null | Promise<string | undefined | null>
+  /** Largest accepted request body in bytes (413 beyond). Default 65 536. */
+  maxBodyBytes?: number
+  /** Where unexpected errors go before the 500 is answered. Default `console.error`. */
+  onError?: (error: unknown) => void
+}
+
+type ApiEnv = { Variables: { company: string } }
+
+// Query strings arrive as text; the ranges are checked where the numbers are used.
+const Integer = v.pipe(v.string(), v.regex(/^\d{1,9}$/, 'must be a positive integer'), v.transform(Number))
+
+const ListQuerySchema = v.object({
+  limit: v.optional(Integer),
+  page: v.optional(Integer),
+  isActive: v.optional(v.picklist(['all', 'true', 'false'], 'must be all, true or false'), 'all'),
+  count: v.optional(v.picklist(['true', 'false'], 'must be true or false')),
+})
+
+const PageQuerySchema = v.object({ limit: v.optional(Integer), page: v.optional(Integer) })
+
+/**
+ * The REST routes of Cotalker's webhook API, scoped to the caller's company. Mount under `/api/v3`:
+ *
+ * - `GET /webhook/subscription` — `?limit=10&page=1&isActive=all|true|false&count=true` → `{ data: { webhooks, count } }`
+ * - `GET /webhook/subscription/:id` → `{ data: COTWebhook }`
+ * - `GET /webhook/subscription/:id/secret` → `{ data: { secret } }`
+ * - `GET /webhook/subscription/logs/:id` — `?limit&page` → `{ data: { logs, count } }`, newest first
+ * - `POST /webhook/subscription` → 201 `{ data: COTWebhook, secret }`
+ * - `PATCH /webhook/subscription/:id` → `{ data: COTWebhook }`
+ *
+ * Errors: `{ error: { code, message, fields? } }` with 400, 401, 404, 409 or 413.
+ *
+ * @param {Webhooks} hooks - the engine
+ * @param {Function} options.company - the caller's company from the request; nothing means 401
+ * @param {number} [options.maxBodyBytes=65536] - larger bodies get 413
+ * @returns {Hono} a sub-app to mount with `app.route()`
+ * @example
+ * ```ts
+ * app.route('/api/v3', webhookApi(hooks, { company: (c) => companies.get(bearerToken(c)) }))
+ * ```
+ */
+export function webhookApi(hooks: Webhooks, options: WebhookApiOptions): Hono<ApiEnv> {
+  if (typeof options?.company !== 'function') throw new TypeError('webhookApi: options.company must be a function (c) => companyId')
+  const maxBodyBytes = options.maxBodyBytes ?? 65_536
+  const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook api:', error))
+  const app = new Hono<ApiEnv>()
+
+  app.onError((error, c) => errorResponse(c, error, onError))
+
+  app.use(async function companyScope(c, next) {
+    const company = await options.company(c)
+    if (!company) throw new UnauthorizedError()
+    c.set('company', company)
+    await next()
+  })
+
+  const limitBody = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: () => {
+      throw new PayloadTooLargeError(maxBodyBytes)
+    },
+  })
+
+  app.get('/webhook/subscription', async (c) => {
+    const query = parse(ListQuerySchema, c.req.query(), 'query')
+    const { webhooks, count } = await hooks.registry.list(c.var.company, {
+      ...(query.isActive === 'all' ? {} : { isActive: query.isActive === 'true' }),
+      ...(query.limit === undefined ? {} : { limit: query.limit }),
+      ...(query.page === undefined ? {} : { page: query.page }),
+    })
+    return c.json({ data: { webhooks, count } })
+  })
+
+  app.get('/webhook/subscription/logs/:id', async (c) => {
+    const query = parse(PageQuerySchema, c.req.query(), 'query')
+    const { logs, count } = await hooks.listLogs(c.var.company, c.req.param('id'), query)
+    return c.json({ data: { logs, count } })
+  })
+
+  app.get('/webhook/subscription/:id', async (c) => {
+    return c.json({ data: await hooks.registry.get(c.var.company, c.req.param('id')) })
+  })
+
+  app.get('/webhook/subscription/:id/secret', async (c) => {
+    return c.json({ data: { secret: await hooks.registry.secret(c.var.company, c.req.param('id')) } })
+  })
+
+  app.post('/webhook/subscription', limitBody, async (c) => {
+    const { webhook, secret } = await hooks.registry.create(c.var.company, await jsonBody(c))
+    return c.json({ data: webhook, secret }, 201)
+  })
+
+  app.patch('/webhook/subscription/:id', limitBody, async (c) => {
+    const webhook = await hooks.registry.update(c.var.company, c.req.param('id'), await jsonBody(c))
+    return c.json({ data: webhook })
+  })
+
+  return app
+}
+
+async function jsonBody(c: Context): Promise<never> {
+  const text = await c.req.text()
+  try {
+    return JSON.parse(text) as never
+  } catch (cause) {
+    throw new InvalidJsonError(`request body is not valid JSON: ${(cause as Error).message}`, { cause })
+  }
+}

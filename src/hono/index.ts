@@ -1,0 +1,15 @@
+import type { Webhooks } from '../engine.js'
+
+export { webhooks } from './middleware.js'
+export type { WebhooksMiddlewareOptions, WebhooksVariables } from './middleware.js'
+export { webhookApi } from './api.js'
+export type { WebhookApiOptions } from './api.js'
+export { errorResponse } from './errors.js'
+export type { ErrorBody } from './errors.js'
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** Set by the `webhooks()` middleware of cotwebhook. */
+    webhooks: Webhooks
+  }
+}

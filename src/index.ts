@@ -1,0 +1,76 @@
+export { createWebhooks } from './engine.js'
+export type { EmitOptions, EmitResult, LogPageOptions, Webhooks, WebhooksOptions } from './engine.js'
+export { memoryStore } from './memory-store.js'
+export type { MemoryStoreOptions } from './memory-store.js'
+export { verifyWebhook, generateSecret, sign, importSecret, TIMESTAMP_TOLERANCE_SECONDS } from './signing.js'
+export type { HeadersLike } from './signing.js'
+export { createRegistry } from './registry.js'
+export type { DeliveryTarget, ListOptions, Registry, RegistryInternals, RegistryOptions } from './registry.js'
+export { createMatcher } from './matcher.js'
+export type { Matcher, MatcherOptions } from './matcher.js'
+export { checkUrl, privateHostReason } from './url-guard.js'
+export type { UrlPolicy } from './url-guard.js'
+export { COTALKER_SCHEDULE, STANDARD_WEBHOOKS_SCHEDULE, delayAfter, parseRetryAfter } from './retry-policy.js'
+export type { RetryOptions } from './retry-policy.js'
+export { sendAttempt } from './sender.js'
+export type { AttemptRequest, AttemptResult, FetchLike, Outcome } from './sender.js'
+export { toLog } from './log.js'
+export { objectId } from './object-id.js'
+export {
+  AttemptSchema,
+  CodeSchema,
+  ContextSchema,
+  DeliveryStateSchema,
+  EmitInputSchema,
+  EventSchema,
+  LogSchema,
+  OBJECT_ID,
+  ObjectIdSchema,
+  TriggerSchema,
+  WebhookInputSchema,
+  WebhookPatchSchema,
+  WebhookSchema,
+  checkContext,
+  toEvent,
+} from './model.js'
+export type {
+  Attempt,
+  COTEvent,
+  COTWebhook,
+  COTWebhookLog,
+  DeliveryState,
+  EmitInput,
+  WebhookContext,
+  WebhookInput,
+  WebhookPatch,
+} from './model.js'
+export { CONTEXT_FIELDS, EVENT_NAMES, EVENT_TYPES, TRIGGERS, TRIGGER_NAMES, contextApplies, triggerOf } from './triggers.js'
+export type { ContextField, EventName, EventType, Trigger, TriggerRow } from './triggers.js'
+export {
+  ConflictError,
+  InvalidJsonError,
+  LeaseLostError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnauthorizedError,
+  UnsafeUrlError,
+  ValidationError,
+  WebhookError,
+  WebhookVerificationError,
+} from './errors.js'
+export type { ErrorCode } from './errors.js'
+export type {
+  ClaimOptions,
+  ClaimedDelivery,
+  Delivery,
+  EnqueueInput,
+  EnqueueResult,
+  Lease,
+  NewDelivery,
+  Page,
+  Settlement,
+  Store,
+  StoredWebhook,
+  WebhookListQuery,
+} from './store.js'
+export { VERSION } from './version.js'

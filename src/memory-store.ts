@@ -1,0 +1,250 @@
+import { LeaseLostError } from './errors.js'
+import type { COTWebhook } from './model.js'
+import type {
+  ClaimOptions,
+  ClaimedDelivery,
+  Delivery,
+  EnqueueInput,
+  EnqueueResult,
+  Lease,
+  Page,
+  Settlement,
+  Store,
+  StoredWebhook,
+  WebhookListQuery,
+} from './store.js'
+import type { Trigger } from './triggers.js'
+
+/** Options of {@link memoryStore}. */
+export interface MemoryStoreOptions {
+  /**
+   * Copy values in and out, so callers can never change stored state by mutating what they passed
+   * or got back (as with a real database). Default `true`.
+   */
+  copy?: boolean
+}
+
+/**
+ * The embedded store: everything in this process's memory, gone when it exits. The default of
+ * `createWebhooks()`, and the reference implementation of the storage contract.
+ *
+ * @example
+ * ```ts
+ * const hooks = createWebhooks({ store: memoryStore() })
+ * ```
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): Store {
+  const clone: <T>(value: T) => T = options.copy === false ? (value) => value : (value) => structuredClone(value)
+
+  const webhooks = new Map<string, StoredWebhook>()
+  const companyWebhooks = new Map<string, string[]>() // creation order
+  const codes = new Set<string>()
+
+  const deliveries = new Map<string, Held>()
+  const openByWebhook = new Map<string, string[]>() // open deliveries of a webhook, oldest first
+  const allByWebhook = new Map<string, string[]>() // every delivery of a webhook, oldest first
+  const idempotency = new Map<string, EnqueueResult>()
+  let openTotal = 0
+  let tokenSeq = 0
+
+  const owned = (company: string, id: string) => {
+    const record = webhooks.get(id)
+    return record && record.webhook.company === company ? record : undefined
+  }
+
+  const holdOf = (lease: Lease, now: number): Held => {
+    const held = deliveries.get(lease.deliveryId)
+    if (!held || held.token !== lease.token || held.leaseUntil < now || held.delivery.state !== 'pending') {
+      throw new LeaseLostError(lease.deliveryId)
+    }
+    return held
+  }
+
+  const close = (held: Held) => {
+    const queue = openByWebhook.get(held.delivery.webhookId)!
+    queue.splice(queue.indexOf(held.delivery.id), 1)
+    if (!queue.length) openByWebhook.delete(held.delivery.webhookId)
+    openTotal--
+  }
+
+  // A delivery a claimer may take now: open, due, and not under a live lease.
+  const claimable = (held: Held, now: number) =>
+    held.delivery.nextAttemptAt !== null && held.delivery.nextAttemptAt <= now && held.leaseUntil < now
+
+  return {
+    async insertWebhook(record) {
+      const { webhook } = record
+      const codeKey = `${webhook.company}\0${webhook.code}`
+      if (codes.has(codeKey) || webhooks.has(webhook._id)) return false
+      codes.add(codeKey)
+      webhooks.set(webhook._id, clone(record))
+      const list = companyWebhooks.get(webhook.company) ?? []
+      list.push(webhook._id)
+      companyWebhooks.set(webhook.company, list)
+      return true
+    },
+
+    async getWebhook(company, id) {
+      const record = owned(company, id)
+      return record && clone(record)
+    },
+
+    async listWebhooks(company, query: WebhookListQuery): Promise<Page<COTWebhook>> {
+      const ids = companyWebhooks.get(company) ?? []
+      const matching: COTWebhook[] = []
+      for (const id of ids) {
+        const webhook = webhooks.get(id)!.webhook
+        if (query.isActive === undefined || webhook.isActive === query.isActive) matching.push(webhook)
+      }
+      return { items: clone(matching.slice(query.offset, query.offset + query.limit)), count: matching.length }
+    },
+
+    async activeWebhooks(company, trigger: Trigger) {
+      const out: COTWebhook[] = []
+      for (const id of companyWebhooks.get(company) ?? []) {
+        const webhook = webhooks.get(id)!.webhook
+        if (webhook.isActive && webhook.trigger === trigger) out.push(webhook)
+      }
+      return clone(out)
+    },
+
+    async updateWebhook(record, expectedVersion) {
+      const current = owned(record.webhook.company, record.webhook._id)
+      if (!current || current.webhook.__v !== expectedVersion) return false
+      // code is immutable; a store still refuses to break its uniqueness if a caller tries.
+      if (current.webhook.code !== record.webhook.code) return false
+      webhooks.set(record.webhook._id, clone(record))
+      return true
+    },
+
+    async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
+      const key = input.idempotencyKey === undefined ? undefined : `${input.event.company}\0${input.idempotencyKey}`
+      const seen = key === undefined ? undefined : idempotency.get(key)
+      if (seen) return { ...clone(seen), duplicate: true }
+      const event = clone(input.event)
+      for (const { id, webhookId } of input.deliveries) {
+        const delivery: Delivery = {
+          id,
+          company: event.company,
+          webhookId,
+          eventId: input.eventId,
+          event,
+          state: 'pending',
+          attempts: [],
+          status: null,
+          response: '',
+          createdAt: input.now,
+          updatedAt: input.now,
+          nextAttemptAt: input.now,
+        }
+        deliveries.set(id, { delivery, token: '', leaseUntil: -Infinity })
+        append(openByWebhook, webhookId, id)
+        append(allByWebhook, webhookId, id)
+        openTotal++
+      }
+      const result: EnqueueResult = { eventId: input.eventId, deliveries: clone(input.deliveries), duplicate: false }
+      if (key !== undefined) idempotency.set(key, clone(result))
+      return result
+    },
+
+    async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
+      const { now, limit, leaseMs, ordered } = options
+      const candidates: Held[] = []
+      for (const queue of openByWebhook.values()) {
+        if (ordered) {
+          const head = deliveries.get(queue[0]!)!
+          if (claimable(head, now)) candidates.push(head)
+        } else {
+          for (const id of queue) {
+            const held = deliveries.get(id)!
+            if (claimable(held, now)) candidates.push(held)
+          }
+        }
+      }
+      // Oldest due first, then oldest enqueued: retries do not starve behind fresh work.
+      candidates.sort((a, b) => a.delivery.nextAttemptAt! - b.delivery.nextAttemptAt! || a.delivery.createdAt - b.delivery.createdAt)
+      return candidates.slice(0, Math.max(0, limit)).map((held) => {
+        held.token = `${options.owner}:${++tokenSeq}`
+        held.leaseUntil = now + leaseMs
+        return { delivery: clone(held.delivery), lease: { deliveryId: held.delivery.id, token: held.token } }
+      })
+    },
+
+    async settle(lease: Lease, settlement: Settlement) {
+      const held = holdOf(lease, settlement.now)
+      const { delivery } = held
+      if (settlement.attempt) {
+        delivery.attempts.push(clone(settlement.attempt))
+        delivery.status = settlement.attempt.status
+      }
+      delivery.response = settlement.response
+      delivery.updatedAt = settlement.now
+      delivery.state = settlement.state
+      if (settlement.state === 'pending') {
+        delivery.nextAttemptAt = settlement.nextAttemptAt ?? settlement.now
+        if (settlement.holdUntil !== undefined) held.leaseUntil = settlement.holdUntil
+        else release(held)
+      } else {
+        delivery.nextAttemptAt = null
+        release(held)
+        close(held)
+      }
+    },
+
+    async release(lease: Lease, now: number) {
+      release(holdOf(lease, now))
+    },
+
+    async nextWakeAt(now, ordered) {
+      let next: number | undefined
+      const consider = (held: Held) => {
+        const at = held.leaseUntil >= now ? held.leaseUntil : held.delivery.nextAttemptAt!
+        if (next === undefined || at < next) next = at
+      }
+      for (const queue of openByWebhook.values()) {
+        if (ordered) consider(deliveries.get(queue[0]!)!)
+        else for (const id of queue) consider(deliveries.get(id)!)
+      }
+      return next
+    },
+
+    async openCount() {
+      return openTotal
+    },
+
+    async getDelivery(company, id) {
+      const held = deliveries.get(id)
+      return held && held.delivery.company === company ? clone(held.delivery) : undefined
+    },
+
+    async listDeliveries(company, webhookId, page) {
+      const ids = owned(company, webhookId) ? (allByWebhook.get(webhookId) ?? []) : []
+      const items: Delivery[] = []
+      for (let i = ids.length - 1 - page.offset; i >= 0 && items.length < page.limit; i--) {
+        items.push(deliveries.get(ids[i]!)!.delivery)
+      }
+      return { items: clone(items), count: ids.length }
+    },
+  }
+}
+
+// ---- internals
+
+interface Held {
+  delivery: Delivery
+  /** Current lease token; '' when not leased. */
+  token: string
+  /** Lease expiry; -Infinity when not leased. */
+  leaseUntil: number
+}
+
+function release(held: Held) {
+  held.token = ''
+  held.leaseUntil = -Infinity
+}
+
+function append(map: Map<string, string[]>, key: string, value: string) {
+  const list = map.get(key)
+  if (list) list.push(value)
+  else map.set(key, [value])
+}

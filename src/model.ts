@@ -1,0 +1,283 @@
+import * as v from 'valibot'
+import { CONTEXT_FIELDS, EVENT_NAMES, EVENT_TYPES, TRIGGERS, TRIGGER_NAMES, contextApplies, triggerOf } from './triggers.js'
+import type { ContextField, Trigger } from './triggers.js'
+import { ValidationError } from './errors.js'
+import { issuesToError, parse } from './validate.js'
+
+/** 24 lowercase hexadecimal characters, as MongoDB writes ObjectIds. */
+export const OBJECT_ID = /^[0-9a-f]{24}$/
+
+/** A MongoDB-style ObjectId string. */
+export const ObjectIdSchema = v.pipe(
+  v.string('must be a string'),
+  v.regex(OBJECT_ID, 'must be an ObjectId (24 lowercase hexadecimal characters)'),
+)
+
+/** A context value: `""` (matches everything) or an ObjectId. */
+export const ContextValueSchema = v.pipe(
+  v.string('must be a string'),
+  v.regex(/^(?:[0-9a-f]{24})?$/, 'must be "" or an ObjectId (24 lowercase hexadecimal characters)'),
+)
+
+/** One of the five triggers. */
+export const TriggerSchema = v.picklist(TRIGGER_NAMES, `must be one of: ${TRIGGER_NAMES.join(', ')}`)
+
+/** `code`: lowercase letters, digits and underscores; unique per company; immutable. */
+export const CodeSchema = v.pipe(
+  v.string('must be a string'),
+  v.minLength(1, 'is required'),
+  v.maxLength(64, 'must be at most 64 characters'),
+  v.regex(/^[a-z0-9_]+$/, 'only lowercase letters, digits and underscores'),
+)
+
+const NameSchema = v.pipe(
+  v.string('must be a string'),
+  v.trim(),
+  v.minLength(1, 'must not be empty'),
+  v.maxLength(256, 'must be at most 256 characters'),
+)
+
+const DescriptionSchema = v.pipe(v.string('must be a string'), v.maxLength(2048, 'must be at most 2048 characters'))
+
+// The URL policy (schemes, private addresses) is url-guard's job; here only the shape.
+const UrlSchema = v.pipe(
+  v.string('must be a string'),
+  v.maxLength(2048, 'must be at most 2048 characters'),
+  v.check((s) => URL.canParse(s), 'must be an absolute URL'),
+)
+
+const BooleanSchema = v.boolean('must be true or false')
+
+/** The `context` object of a COTWebhook: every field present, `""` where it does not filter. */
+export const ContextSchema = v.strictObject({
+  survey: ContextValueSchema,
+  group: ContextValueSchema,
+  taskGroup: ContextValueSchema,
+})
+
+/** A COTWebhook's `context`. */
+export type WebhookContext = v.InferOutput<typeof ContextSchema>
+
+const PartialContextSchema = v.strictObject(
+  {
+    survey: v.optional(ContextValueSchema),
+    group: v.optional(ContextValueSchema),
+    taskGroup: v.optional(ContextValueSchema),
+  },
+  'must be an object',
+)
+
+/** A COTWebhook, exactly as Cotalker's model page describes it. */
+export const WebhookSchema = v.object({
+  _id: ObjectIdSchema,
+  company: ObjectIdSchema,
+  isActive: v.boolean(),
+  trigger: TriggerSchema,
+  url: v.string(),
+  name: v.string(),
+  code: CodeSchema,
+  context: ContextSchema,
+  __v: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  description: v.string(),
+})
+
+/** A COTWebhook subscription. Secrets are never part of it. */
+export type COTWebhook = v.InferOutput<typeof WebhookSchema>
+
+/** What `registry.create` accepts. Unknown fields are refused, so typos surface. */
+export const WebhookInputSchema = v.strictObject(
+  {
+    name: NameSchema,
+    code: CodeSchema,
+    trigger: TriggerSchema,
+    url: UrlSchema,
+    context: v.optional(PartialContextSchema),
+    description: v.optional(DescriptionSchema, ''),
+    isActive: v.optional(BooleanSchema, true),
+  },
+  'must be an object',
+)
+
+/** The input of `registry.create`. */
+export type WebhookInput = v.InferInput<typeof WebhookInputSchema>
+
+/** What `registry.update` accepts: any subset of the editable fields, plus `__v` to guard against lost updates. */
+export const WebhookPatchSchema = v.strictObject(
+  {
+    name: v.optional(NameSchema),
+    // Accepted only when equal to the stored code: code is immutable once saved.
+    code: v.optional(CodeSchema),
+    trigger: v.optional(TriggerSchema),
+    url: v.optional(UrlSchema),
+    context: v.optional(PartialContextSchema),
+    description: v.optional(DescriptionSchema),
+    isActive: v.optional(BooleanSchema),
+    __v: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be 0 or more'))),
+  },
+  'must be an object',
+)
+
+/** The input of `registry.update`. */
+export type WebhookPatch = v.InferInput<typeof WebhookPatchSchema>
+
+/**
+ * Checks the context against its trigger: a field that does not filter the trigger must be `""`.
+ * Cotalker accepts such a webhook and then never delivers to it; we say so at once.
+ *
+ * @example
+ * ```ts
+ * checkContext('create-edit-delete-user', { survey: '', group: '', taskGroup: '6261…' }) // throws
+ * ```
+ */
+export function checkContext(trigger: Trigger, context: WebhookContext): void {
+  const fields: Record<string, string[]> = {}
+  for (const field of CONTEXT_FIELDS) {
+    if (context[field] !== '' && !contextApplies(trigger, field)) {
+      fields[`context.${field}`] = [`context.${field}: must be "" for trigger ${trigger} (${describeContext(field)})`]
+    }
+  }
+  const lines = Object.values(fields).flat()
+  if (lines.length) throw new ValidationError(`invalid webhook: ${lines.join('; ')}`, fields)
+}
+
+function describeContext(field: ContextField): string {
+  const users = TRIGGER_NAMES.filter((t) => contextApplies(t, field))
+  return users.length ? `it filters ${users.join(', ')} only` : 'no trigger uses it'
+}
+
+/** One `diff` entry of an edit: the value before and after. */
+export const DiffEntrySchema = v.object({ previous: v.unknown(), changedTo: v.unknown() })
+
+const DataSchema = v.nullable(v.record(v.string(), v.unknown(), 'must be an object or null'))
+
+/** A COTEvent: what a webhook's URL receives as the JSON body. */
+export const EventSchema = v.object({
+  company: ObjectIdSchema,
+  type: v.picklist(EVENT_TYPES, `must be one of: ${EVENT_TYPES.join(', ')}`),
+  event: v.picklist(EVENT_NAMES, `must be one of: ${EVENT_NAMES.join(', ')}`),
+  data: DataSchema,
+  diff: v.record(v.string(), DiffEntrySchema, 'must be an object keyed by JSON pointer'),
+  extraData: v.nullable(v.record(v.string(), v.unknown(), 'must be an object or null')),
+  createdAt: v.pipe(v.string(), v.isoTimestamp('must be an ISO 8601 timestamp')),
+})
+
+/** A COTEvent. */
+export type COTEvent = v.InferOutput<typeof EventSchema>
+
+/** What `emit()` accepts: a COTEvent whose `diff`, `extraData` and `createdAt` may be left out. */
+export const EmitInputSchema = v.object({
+  company: ObjectIdSchema,
+  type: EventSchema.entries.type,
+  event: EventSchema.entries.event,
+  data: DataSchema,
+  diff: v.optional(EventSchema.entries.diff),
+  extraData: v.optional(EventSchema.entries.extraData),
+  createdAt: v.optional(
+    v.union([v.pipe(v.string(), v.isoTimestamp()), v.date()], 'must be an ISO 8601 timestamp or a Date'),
+  ),
+})
+
+/** The input of `emit()`. */
+export type EmitInput = v.InferInput<typeof EmitInputSchema>
+
+const LogoutExtraSchema = v.object({
+  extraData: v.object({ userId: ObjectIdSchema, timestamp: v.number('must be a number (epoch time)') }),
+})
+
+/**
+ * Validates an `emit()` input and returns the COTEvent to deliver.
+ * Beyond the shapes: the type/event pair must be in the trigger table, and the data fields that
+ * webhook contexts filter on must be present, or a filtered webhook could never match.
+ *
+ * @example
+ * ```ts
+ * toEvent({ company, type: 'COTTask', event: 'create', data: { _id, taskGroup } })
+ * ```
+ */
+export function toEvent(input: unknown, now: Date = new Date()): COTEvent {
+  const parsed = parse(EmitInputSchema, input, 'event')
+  const trigger = triggerOf(parsed.type, parsed.event)
+  if (!trigger) {
+    const allowed = TRIGGER_NAMES.filter((t) => TRIGGERS[t].type === parsed.type).flatMap((t) => TRIGGERS[t].events)
+    throw ValidationError.field('event', `event: ${parsed.type} events are ${allowed.join(', ')}, not ${parsed.event}`)
+  }
+  const fields: Record<string, string[]> = {}
+  if (parsed.type === 'Auth') {
+    if (parsed.data !== null) fields.data = ['data: must be null for a logout']
+    if (parsed.extraData != null) {
+      // Wrapped so the issue paths start at extraData.
+      const extra = v.safeParse(LogoutExtraSchema, { extraData: parsed.extraData })
+      if (!extra.success) Object.assign(fields, issuesToError(extra.issues, 'event').fields)
+    }
+  } else if (parsed.data === null) {
+    fields.data = [`data: must be the ${parsed.type} object, not null`]
+  } else {
+    for (const [field, dataField] of Object.entries(TRIGGERS[trigger].context) as [ContextField, string][]) {
+      if (!OBJECT_ID.test(String(parsed.data[dataField] ?? ''))) {
+        fields[`data.${dataField}`] = [
+          `data.${dataField}: must be an ObjectId (${trigger} webhooks filter on context.${field})`,
+        ]
+      }
+    }
+  }
+  const lines = Object.values(fields).flat()
+  if (lines.length) throw new ValidationError(`invalid event: ${lines.join('; ')}`, fields)
+  const createdAt = parsed.createdAt === undefined ? now : new Date(parsed.createdAt)
+  return {
+    company: parsed.company,
+    type: parsed.type,
+    event: parsed.event,
+    data: parsed.data,
+    diff: parsed.diff ?? {},
+    extraData: parsed.extraData ?? null,
+    createdAt: createdAt.toISOString(),
+  }
+}
+
+/** One HTTP attempt of a delivery. */
+export const AttemptSchema = v.object({
+  /** When the attempt started (ISO 8601). */
+  at: v.string(),
+  /** The receiver's status; 409 for a network error or timeout, as Cotalker logs it. */
+  status: v.number(),
+  /** Time from sending to the end of the response (or the failure). */
+  durationMs: v.number(),
+  /** What went wrong without a response: `timeout`, `refused`, `reset`, `dns`, … and the detail. */
+  error: v.optional(v.string()),
+})
+
+/** One HTTP attempt of a delivery. */
+export type Attempt = v.InferOutput<typeof AttemptSchema>
+
+/** A delivery's state: waiting (first attempt or a retry), or final. */
+export const DeliveryStateSchema = v.picklist(['pending', 'succeeded', 'failed'])
+
+/** A delivery's state. */
+export type DeliveryState = v.InferOutput<typeof DeliveryStateSchema>
+
+/** A COTWebhookLog: Cotalker's fields, plus `attempts`, `state`, `nextAttemptAt`, `durationMs`, `updatedAt`. */
+export const LogSchema = v.object({
+  _id: ObjectIdSchema,
+  company: ObjectIdSchema,
+  createdAt: v.string(),
+  /** Status of the last attempt; `null` before the first. */
+  status: v.nullable(v.number()),
+  /** Retries made: attempts made minus one (0 before the first attempt). */
+  retry: v.number(),
+  /** The last response body (truncated) or the failure's description. */
+  response: v.string(),
+  event: EventSchema,
+  /** The webhook's `_id`. */
+  subscription: ObjectIdSchema,
+  __v: v.number(),
+  attempts: v.array(AttemptSchema),
+  state: DeliveryStateSchema,
+  /** When the next attempt is due; `null` once final. */
+  nextAttemptAt: v.nullable(v.string()),
+  /** Duration of the last attempt; `null` before the first. */
+  durationMs: v.nullable(v.number()),
+  updatedAt: v.string(),
+})
+
+/** A COTWebhookLog: one per delivery of an event to a webhook, updated on every attempt. */
+export type COTWebhookLog = v.InferOutput<typeof LogSchema>

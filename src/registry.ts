@@ -1,0 +1,220 @@
+import { LRUCache } from 'lru-cache'
+import * as v from 'valibot'
+import { ConflictError, NotFoundError, ValidationError } from './errors.js'
+import {
+  ObjectIdSchema,
+  WebhookInputSchema,
+  WebhookPatchSchema,
+  checkContext,
+  type COTWebhook,
+  type WebhookInput,
+  type WebhookPatch,
+} from './model.js'
+import { objectId } from './object-id.js'
+import { generateSecret, importSecret } from './signing.js'
+import type { Store, StoredWebhook } from './store.js'
+import { checkUrl, type UrlPolicy } from './url-guard.js'
+import { parse } from './validate.js'
+
+/** Filters and page of `registry.list`. */
+export interface ListOptions {
+  /** Only active (`true`) or inactive (`false`) webhooks; all when absent. */
+  isActive?: boolean
+  /** Page size, 1–100. Default 10. */
+  limit?: number
+  /** Page number from 1. Default 1. */
+  page?: number
+}
+
+/** The COTWebhook registry of an engine: every write is validated and versioned. */
+export interface Registry {
+  /** Creates a webhook; the secret is returned here once (later only through `secret`). */
+  create(company: string, input: WebhookInput): Promise<{ webhook: COTWebhook; secret: string }>
+  /** One webhook of the company; {@link NotFoundError} otherwise. */
+  get(company: string, id: string): Promise<COTWebhook>
+  /** A page of the company's webhooks, in creation order, and how many there are in all. */
+  list(company: string, options?: ListOptions): Promise<{ webhooks: COTWebhook[]; count: number }>
+  /** Applies a patch; with `__v`, fails with {@link ConflictError} if someone else updated first. */
+  update(company: string, id: string, patch: WebhookPatch): Promise<COTWebhook>
+  /** The webhook's current signing secret. */
+  secret(company: string, id: string): Promise<string>
+}
+
+/** A webhook ready to be delivered to: the record and its imported signing keys. */
+export interface DeliveryTarget {
+  /** The webhook as stored. */
+  webhook: COTWebhook
+  /** HMAC keys of its valid secrets, imported once. */
+  keys: CryptoKey[]
+}
+
+/** What the engine needs beyond the public registry. */
+export interface RegistryInternals extends Registry {
+  /** The webhook and keys an attempt uses, cached until the next write to it. */
+  target(company: string, id: string): Promise<DeliveryTarget | undefined>
+  /** Turns a webhook off for the engine's own reasons (a 410), whatever its version. */
+  deactivate(company: string, id: string): Promise<void>
+}
+
+/** Options of {@link createRegistry}. */
+export interface RegistryOptions {
+  /** Where webhooks live. */
+  store: Store
+  /** The URL policy applied at create and update. */
+  urlPolicy: UrlPolicy
+  /** Called after every write, so caches over the registry can drop what they hold. */
+  onChange: (company: string, id: string) => void
+  /** How many delivery targets to keep imported. Default 10 000. */
+  cacheSize?: number
+}
+
+const ListOptionsSchema = v.object({
+  isActive: v.optional(v.boolean('must be true or false')),
+  limit: v.optional(
+    v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(100, 'must be at most 100')),
+    10,
+  ),
+  page: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1')), 1),
+})
+
+// Concurrent writes without __v are applied one after the other; this bounds how often one retries.
+const MAX_WRITE_RETRIES = 8
+
+/**
+ * The registry over a store. Used by `createWebhooks`; exported for hosts that only manage webhooks.
+ *
+ * @example
+ * ```ts
+ * const registry = createRegistry({ store: memoryStore(), urlPolicy: {}, onChange: () => {} })
+ * const { webhook, secret } = await registry.create(company, { name, code, trigger, url })
+ * ```
+ */
+export function createRegistry(options: RegistryOptions): RegistryInternals {
+  const { store, urlPolicy, onChange } = options
+  const targets = new LRUCache<string, DeliveryTarget>({ max: options.cacheSize ?? 10_000 })
+
+  const changed = (company: string, id: string) => {
+    targets.delete(id)
+    onChange(company, id)
+  }
+
+  const load = async (company: string, id: string): Promise<StoredWebhook> => {
+    parse(ObjectIdSchema, company, 'company')
+    const idCheck = v.safeParse(ObjectIdSchema, id)
+    if (!idCheck.success) throw ValidationError.field('id', `id: ${idCheck.issues[0].message}`)
+    const record = await store.getWebhook(company, id)
+    if (!record) throw new NotFoundError('webhook', id)
+    return record
+  }
+
+  const write = async (company: string, id: string, change: (current: COTWebhook) => COTWebhook, expected?: number) => {
+    for (let round = 0; ; round++) {
+      const record = await load(company, id)
+      if (expected !== undefined && record.webhook.__v !== expected) throw stale(expected, record.webhook.__v)
+      const next = change(record.webhook)
+      if (await store.updateWebhook({ webhook: next, secrets: record.secrets }, record.webhook.__v)) {
+        changed(company, id)
+        return next
+      }
+      if (expected !== undefined || round >= MAX_WRITE_RETRIES) throw stale(expected ?? record.webhook.__v, undefined)
+    }
+  }
+
+  return {
+    async create(company, input) {
+      parse(ObjectIdSchema, company, 'company')
+      const fields = parse(WebhookInputSchema, input, 'webhook')
+      const context = { survey: '', group: '', taskGroup: '', ...fields.context }
+      checkContext(fields.trigger, context)
+      checkUrl(fields.url, urlPolicy)
+      const webhook: COTWebhook = {
+        _id: objectId(),
+        company,
+        isActive: fields.isActive,
+        trigger: fields.trigger,
+        url: fields.url,
+        name: fields.name,
+        code: fields.code,
+        context,
+        __v: 0,
+        description: fields.description,
+      }
+      const secret = generateSecret()
+      if (!(await store.insertWebhook({ webhook, secrets: [secret] }))) {
+        throw new ConflictError(`code: "${fields.code}" is already used by another webhook of this company`, 'code')
+      }
+      changed(company, webhook._id)
+      return { webhook, secret }
+    },
+
+    async get(company, id) {
+      return (await load(company, id)).webhook
+    },
+
+    async list(company, listOptions = {}) {
+      parse(ObjectIdSchema, company, 'company')
+      const query = parse(ListOptionsSchema, listOptions, 'list options')
+      const page = await store.listWebhooks(company, {
+        ...(query.isActive === undefined ? {} : { isActive: query.isActive }),
+        limit: query.limit,
+        offset: (query.page - 1) * query.limit,
+      })
+      return { webhooks: page.items, count: page.count }
+    },
+
+    async update(company, id, input) {
+      const patch = parse(WebhookPatchSchema, input, 'webhook')
+      const { __v: expected, context, ...fields } = patch
+      return write(
+        company,
+        id,
+        (current) => {
+          if (fields.code !== undefined && fields.code !== current.code) {
+            throw ValidationError.field('code', 'code: cannot be changed once saved')
+          }
+          const next: COTWebhook = {
+            ...current,
+            ...definedOnly(fields),
+            context: { ...current.context, ...definedOnly(context ?? {}) },
+            __v: current.__v + 1,
+          }
+          checkContext(next.trigger, next.context)
+          if (next.url !== current.url) checkUrl(next.url, urlPolicy)
+          return next
+        },
+        expected,
+      )
+    },
+
+    async secret(company, id) {
+      return (await load(company, id)).secrets[0]!
+    },
+
+    async target(company, id) {
+      const cached = targets.get(id)
+      if (cached && cached.webhook.company === company) return cached
+      const record = await store.getWebhook(company, id)
+      if (!record) return undefined
+      const target = { webhook: record.webhook, keys: await Promise.all(record.secrets.map(importSecret)) }
+      targets.set(id, target)
+      return target
+    },
+
+    async deactivate(company, id) {
+      try {
+        await write(company, id, (current) => ({ ...current, isActive: false, __v: current.__v + 1 }))
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error
+      }
+    },
+  }
+}
+
+function stale(expected: number, actual: number | undefined): ConflictError {
+  const now = actual === undefined ? 'it was updated meanwhile' : `it is at __v ${actual}`
+  return new ConflictError(`__v: version ${expected} is stale (${now}); read the webhook again and retry`, '__v')
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}

@@ -1,0 +1,176 @@
+import type { Attempt } from './model.js'
+import { parseRetryAfter } from './retry-policy.js'
+import { sign } from './signing.js'
+import { VERSION } from './version.js'
+
+/**
+ * One HTTP attempt: build the signed request, send it with a timeout and without following
+ * redirects, read a bounded part of the response, and classify the outcome.
+ */
+
+/** How an attempt ended. `gone` (410) means the receiver asked never to be called again. */
+export type Outcome = 'success' | 'gone' | 'retry'
+
+/** A `fetch`-compatible function. */
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>
+
+/** Everything one attempt needs. */
+export interface AttemptRequest {
+  /** Where to POST. */
+  url: string
+  /** The delivery id (`webhook-id`). */
+  id: string
+  /** The COTEvent, serialised once per delivery. */
+  body: string
+  /** HMAC keys of the webhook's valid secrets. */
+  keys: readonly CryptoKey[]
+  /** Abort the attempt after this long, body included. */
+  timeoutMs: number
+  /** Keep at most this many bytes of the response body. */
+  maxResponseBytes: number
+  /** Upper bound for `Retry-After`. */
+  maxRetryAfterMs: number
+  /** The HTTP client. */
+  fetch: FetchLike
+  /** The clock. */
+  now: () => number
+}
+
+/** What one attempt gave. */
+export interface AttemptResult {
+  /** success, gone, or retry. */
+  outcome: Outcome
+  /** The record of the attempt (what the log keeps). */
+  attempt: Attempt
+  /** The response body (truncated) or a description of the failure. */
+  response: string
+  /** The receiver's `Retry-After` on 429 or 503, capped. */
+  retryAfterMs?: number
+}
+
+// Only these statuses carry a Retry-After we honour: "slow down" and "come back later".
+const RETRY_AFTER_STATUSES = new Set([429, 503])
+
+// Cotalker logs a failure without a response as status 409; we do too, with `error` saying what it was.
+const NO_RESPONSE_STATUS = 409
+
+/**
+ * Sends one attempt. Never throws for anything the network or the receiver does.
+ *
+ * @example
+ * ```ts
+ * const r = await sendAttempt({ url, id, body, keys, timeoutMs: 15_000, maxResponseBytes: 20_480,
+ *   maxRetryAfterMs: 3_600_000, fetch: globalThis.fetch, now: Date.now })
+ * r.outcome // 'success' | 'gone' | 'retry'
+ * ```
+ */
+export async function sendAttempt(request: AttemptRequest): Promise<AttemptResult> {
+  const startedAt = request.now()
+  const timestamp = Math.floor(startedAt / 1000)
+  const signature = await sign(request.keys, request.id, timestamp, request.body)
+  const controller = new AbortController()
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    controller.abort()
+  }, request.timeoutMs)
+  const host = hostOf(request.url)
+  try {
+    const response = await request.fetch(request.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': `cotwebhook/${VERSION}`,
+        'webhook-id': request.id,
+        'webhook-timestamp': String(timestamp),
+        'webhook-signature': signature,
+      },
+      body: request.body,
+      redirect: 'manual',
+      signal: controller.signal,
+    })
+    const text = await readBounded(response, request.maxResponseBytes)
+    const durationMs = request.now() - startedAt
+    const status = response.status
+    const outcome: Outcome = status >= 200 && status < 300 ? 'success' : status === 410 ? 'gone' : 'retry'
+    const result: AttemptResult = {
+      outcome,
+      attempt: { at: new Date(startedAt).toISOString(), status, durationMs },
+      response: text,
+    }
+    if (RETRY_AFTER_STATUSES.has(status)) {
+      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), request.now(), request.maxRetryAfterMs)
+      if (retryAfterMs !== undefined) result.retryAfterMs = retryAfterMs
+    }
+    if (outcome === 'retry' && status >= 300 && status < 400) {
+      // Redirects are never followed: a receiver that moved must be re-registered.
+      result.response = `redirect to ${response.headers.get('location') ?? '(no location)'} not followed${text ? `: ${text}` : ''}`
+    }
+    return result
+  } catch (cause) {
+    const durationMs = request.now() - startedAt
+    const error = timedOut ? `timeout: no complete response within ${request.timeoutMs} ms` : describeNetworkError(cause)
+    return {
+      outcome: 'retry',
+      attempt: { at: new Date(startedAt).toISOString(), status: NO_RESPONSE_STATUS, durationMs, error },
+      response: `POST ${host}: ${error} after ${durationMs} ms`,
+    }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Reads at most `limit` bytes of the body as text, then stops reading. */
+async function readBounded(response: Response, limit: number): Promise<string> {
+  if (!response.body) return ''
+  const reader = response.body.getReader()
+  const decoder = new TextDecoder()
+  let text = ''
+  let bytes = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    const room = limit - bytes
+    if (value.byteLength >= room) {
+      text += decoder.decode(value.subarray(0, room))
+      await reader.cancel().catch(() => {})
+      return text
+    }
+    bytes += value.byteLength
+    text += decoder.decode(value, { stream: true })
+  }
+  return text + decoder.decode()
+}
+
+// Node's fetch wraps socket errors as `TypeError: fetch failed` with the system error as `cause`.
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: 'refused: connection refused',
+  ECONNRESET: 'reset: connection reset by the receiver',
+  EPIPE: 'reset: connection closed while sending',
+  UND_ERR_SOCKET: 'reset: connection closed by the receiver',
+  ENOTFOUND: 'dns: host name not found',
+  EAI_AGAIN: 'dns: host name lookup failed',
+  EHOSTUNREACH: 'unreachable: no route to host',
+  ENETUNREACH: 'unreachable: network unreachable',
+  UND_ERR_HEADERS_TIMEOUT: 'timeout: no response headers in time',
+  UND_ERR_BODY_TIMEOUT: 'timeout: response body stalled',
+}
+
+function describeNetworkError(error: unknown): string {
+  let current: unknown = error
+  for (let depth = 0; depth < 4 && current; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === 'string' && NETWORK_CODES[code]) return `${NETWORK_CODES[code]} (${code})`
+    current = (current as { cause?: unknown }).cause
+  }
+  const message = error instanceof Error ? error.message : String(error)
+  return `network: ${message}`
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host
+  } catch {
+    return url
+  }
+}

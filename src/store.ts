@@ -1,0 +1,194 @@
+import type { Attempt, COTEvent, COTWebhook, DeliveryState } from './model.js'
+import type { Trigger } from './triggers.js'
+
+/**
+ * The storage contract: every store (memory, SQLite, PostgreSQL, D1, yours) implements it, and
+ * `runStoreConformance` from `cotwebhook/testing` proves an implementation against it.
+ *
+ * Times are epoch milliseconds passed in by the caller: a store never reads its own clock, so
+ * leases and schedules behave the same under fake timers and across machines.
+ */
+
+/** A webhook with its signing secrets (current first). Secrets never leave through the API's JSON. */
+export interface StoredWebhook {
+  /** The COTWebhook as the API returns it. */
+  webhook: COTWebhook
+  /** `whsec_…` secrets valid for signing; the first is the current one. */
+  secrets: string[]
+}
+
+/** Filters and page of `listWebhooks`. */
+export interface WebhookListQuery {
+  /** Only active (`true`) or inactive (`false`) webhooks; all when absent. */
+  isActive?: boolean
+  /** Page size. */
+  limit: number
+  /** Rows to skip. */
+  offset: number
+}
+
+/** A delivery to create: one per matched webhook. */
+export interface NewDelivery {
+  /** The delivery's id: the `webhook-id` header and the COTWebhookLog `_id`. */
+  id: string
+  /** The matched webhook's `_id`. */
+  webhookId: string
+}
+
+/** What `enqueue` writes in one atomic step. */
+export interface EnqueueInput {
+  /** Id of the event (shared by its deliveries). */
+  eventId: string
+  /** The COTEvent; its `company` scopes the deliveries and the idempotency key. */
+  event: COTEvent
+  /** One per matched webhook, in the order they should be delivered. */
+  deliveries: NewDelivery[]
+  /** A repeated key (per company) makes the enqueue a no-op that returns the first result. */
+  idempotencyKey?: string
+  /** Now: the deliveries' `createdAt`, and when their first attempt is due. */
+  now: number
+}
+
+/** What `enqueue` returns. */
+export interface EnqueueResult {
+  /** The event's id (the first one's, on a repeated idempotency key). */
+  eventId: string
+  /** The deliveries (the first enqueue's, on a repeated key). */
+  deliveries: NewDelivery[]
+  /** `true` when the idempotency key had been seen and nothing was written. */
+  duplicate: boolean
+}
+
+/** A delivery of one event to one webhook; it is also that webhook's COTWebhookLog. */
+export interface Delivery {
+  /** Delivery id = COTWebhookLog `_id` = `webhook-id` header. */
+  id: string
+  /** The event's company. */
+  company: string
+  /** The webhook's `_id`. */
+  webhookId: string
+  /** The event's id. */
+  eventId: string
+  /** The COTEvent delivered. */
+  event: COTEvent
+  /** `pending` until it succeeds or gives up. A leased delivery is still `pending`. */
+  state: DeliveryState
+  /** Every attempt made, oldest first. */
+  attempts: Attempt[]
+  /** Status of the last attempt, `null` before the first. */
+  status: number | null
+  /** The last response (truncated) or what went wrong. */
+  response: string
+  /** When it was enqueued. */
+  createdAt: number
+  /** When it last changed. */
+  updatedAt: number
+  /** When the next attempt is due; `null` once final. */
+  nextAttemptAt: number | null
+}
+
+/** Proof of holding a claimed delivery; the store keeps its expiry. */
+export interface Lease {
+  /** The delivery held. */
+  deliveryId: string
+  /** Unique per claim: an old holder's token no longer matches once someone else claims it. */
+  token: string
+}
+
+/** One delivery handed out by `claim`. */
+export interface ClaimedDelivery {
+  /** The delivery as stored at the claim. */
+  delivery: Delivery
+  /** The lease to settle it with. */
+  lease: Lease
+}
+
+/** Options of `claim`. */
+export interface ClaimOptions {
+  /** Now. Deliveries due at or before it, and leases expired before it, are claimable. */
+  now: number
+  /** At most this many deliveries. */
+  limit: number
+  /** How long the lease lasts from `now`. */
+  leaseMs: number
+  /** Who claims (an engine instance id), for diagnostics. */
+  owner: string
+  /**
+   * Per-webhook first-in-first-out: hand out a webhook's oldest open delivery only, and only when no
+   * other delivery of that webhook is leased. `false` hands out any due delivery.
+   */
+  ordered: boolean
+}
+
+/** What `settle` records. */
+export interface Settlement {
+  /** Now. A lease that expired before it is lost. */
+  now: number
+  /** The attempt just made; absent when the delivery ends without a request (webhook gone or inactive). */
+  attempt?: Attempt
+  /** The response body (truncated) or the failure's description. */
+  response: string
+  /** `succeeded` and `failed` are final; `pending` schedules another attempt at `nextAttemptAt`. */
+  state: DeliveryState
+  /** When `pending`: when the next attempt is due. */
+  nextAttemptAt?: number
+  /**
+   * When `pending`: keep the lease until then (the holder will retry in process); otherwise the
+   * lease is released and any claimer may take the delivery once it is due.
+   */
+  holdUntil?: number
+}
+
+/** A page of rows and the total they were cut from. */
+export interface Page<T> {
+  /** The rows of the page. */
+  items: T[]
+  /** Rows matching the query across all pages. */
+  count: number
+}
+
+/**
+ * What every store implements. All methods are async; each must be atomic on its own.
+ *
+ * @example
+ * ```ts
+ * import { createWebhooks } from 'cotwebhook'
+ * const myStore: Store = { ... } // then prove it: runStoreConformance({ name: 'mine', create: () => myStore })
+ * const hooks = createWebhooks({ store: myStore })
+ * ```
+ */
+export interface Store {
+  /** Inserts a webhook; resolves `false` (writing nothing) when its `code` is taken in its company. */
+  insertWebhook(record: StoredWebhook): Promise<boolean>
+  /** A webhook of the company, or `undefined` (also for another company's id). */
+  getWebhook(company: string, id: string): Promise<StoredWebhook | undefined>
+  /** A company's webhooks in creation order, filtered and paged. */
+  listWebhooks(company: string, query: WebhookListQuery): Promise<Page<COTWebhook>>
+  /** The company's active webhooks of one trigger: what the matcher indexes. */
+  activeWebhooks(company: string, trigger: Trigger): Promise<COTWebhook[]>
+  /**
+   * Replaces a webhook (and its secrets when given) if its stored `__v` equals `expectedVersion`;
+   * resolves `false` when no webhook of the company has that id and version.
+   */
+  updateWebhook(record: StoredWebhook, expectedVersion: number): Promise<boolean>
+
+  /** Writes the deliveries in one atomic step, or nothing on a repeated idempotency key. */
+  enqueue(input: EnqueueInput): Promise<EnqueueResult>
+  /** Hands out due deliveries under a lease; a delivery is never held by two claimers at once. */
+  claim(options: ClaimOptions): Promise<ClaimedDelivery[]>
+  /** Records an attempt and the delivery's next state. Rejects with `LeaseLostError` for a stale lease. */
+  settle(lease: Lease, settlement: Settlement): Promise<void>
+  /** Gives a delivery back without an attempt (shutdown). Rejects with `LeaseLostError` for a stale lease. */
+  release(lease: Lease, now: number): Promise<void>
+  /**
+   * The earliest time after which `claim` could hand out something not claimable at `now`: a due time
+   * or a lease expiry (of webhook heads only, when `ordered`). `undefined` when nothing is open.
+   */
+  nextWakeAt(now: number, ordered: boolean): Promise<number | undefined>
+  /** How many deliveries are not final (pending, scheduled or leased). */
+  openCount(): Promise<number>
+  /** A company's delivery by id, or `undefined`. */
+  getDelivery(company: string, id: string): Promise<Delivery | undefined>
+  /** A webhook's deliveries, newest first, paged. */
+  listDeliveries(company: string, webhookId: string, page: { limit: number; offset: number }): Promise<Page<Delivery>>
+}

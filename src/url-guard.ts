@@ -1,0 +1,87 @@
+import ipaddr from 'ipaddr.js'
+import { UnsafeUrlError } from './errors.js'
+
+/**
+ * Which delivery URLs are allowed. A webhook makes the host's servers call a URL a customer chose,
+ * so by default only public destinations are reached. This checks the URL as written (literal
+ * addresses and `localhost`); resolving names and pinning the address is the transport's job.
+ */
+
+/** The URL policy. */
+export interface UrlPolicy {
+  /** Allow loopback, private, link-local and other non-public destinations. Default `false`. */
+  allowPrivateNetworks?: boolean
+}
+
+// ipaddr.js range names, in words a user can act on.
+const RANGE_WORDS: Record<string, string> = {
+  unspecified: 'an unspecified address',
+  broadcast: 'a broadcast address',
+  multicast: 'a multicast address',
+  linkLocal: 'a link-local address',
+  loopback: 'a loopback address',
+  carrierGradeNat: 'a carrier-grade NAT address',
+  private: 'a private (RFC 1918) address',
+  reserved: 'a reserved address',
+  uniqueLocal: 'a unique-local address',
+  ipv4Mapped: 'an IPv4-mapped address',
+  rfc6145: 'an IPv4-translated address',
+  rfc6052: 'a NAT64 address',
+  '6to4': 'a 6to4 address',
+  teredo: 'a Teredo address',
+}
+
+/**
+ * Returns the parsed URL when it may be delivered to, or throws {@link UnsafeUrlError} saying which
+ * rule refused it: only `http:` and `https:`, no credentials in the URL, and, unless
+ * `allowPrivateNetworks`, no `localhost` and no literal address outside the public unicast space.
+ *
+ * @example
+ * ```ts
+ * checkUrl('https://example.com/hook')            // URL
+ * checkUrl('http://169.254.169.254/latest')       // throws: a link-local address
+ * checkUrl('http://127.0.0.1:8080/', { allowPrivateNetworks: true }) // URL
+ * ```
+ */
+export function checkUrl(url: string, policy: UrlPolicy = {}): URL {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch (cause) {
+    throw Object.assign(new UnsafeUrlError(url, 'is not an absolute URL'), { cause })
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new UnsafeUrlError(url, `scheme ${parsed.protocol.slice(0, -1)} is not allowed (http or https only)`)
+  }
+  if (parsed.username || parsed.password) {
+    throw new UnsafeUrlError(url, 'credentials in the URL are not allowed (put them in the path or a query, or verify the signature instead)')
+  }
+  if (policy.allowPrivateNetworks) return parsed
+  const reason = privateHostReason(parsed.hostname)
+  if (reason) throw new UnsafeUrlError(url, reason)
+  return parsed
+}
+
+/**
+ * Why a host name (as the WHATWG URL parser normalised it) is not a public destination, or
+ * `undefined` when it is a public address or a name to be resolved.
+ *
+ * @example
+ * ```ts
+ * privateHostReason('10.0.0.1') // '10.0.0.1 is a private (RFC 1918) address'
+ * ```
+ */
+export function privateHostReason(hostname: string): string | undefined {
+  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname
+  const lower = host.toLowerCase().replace(/\.$/, '')
+  if (lower === 'localhost' || lower.endsWith('.localhost')) return `${host} is a loopback name`
+  // The URL parser has already turned decimal, octal, hexadecimal and short IPv4 forms into dotted quads.
+  if (!ipaddr.isValid(host)) return undefined
+  let address = ipaddr.parse(host)
+  if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+    address = (address as ipaddr.IPv6).toIPv4Address()
+  }
+  const range = address.range()
+  if (range === 'unicast') return undefined
+  return `${host} is ${RANGE_WORDS[range] ?? `a special-purpose (${range}) address`}`
+}
