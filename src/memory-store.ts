@@ -46,6 +46,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const idempotency = new Map<string, EnqueueResult>()
   let openTotal = 0
   let tokenSeq = 0
+  let enqueueSeq = 0
 
   const owned = (company: string, id: string) => {
     const record = webhooks.get(id)
@@ -137,7 +138,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
           updatedAt: input.now,
           nextAttemptAt: input.now,
         }
-        deliveries.set(id, { delivery, token: '', leaseUntil: -Infinity })
+        deliveries.set(id, { delivery, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq })
         append(openByWebhook, webhookId, id)
         append(allByWebhook, webhookId, id)
         openTotal++
@@ -162,7 +163,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         }
       }
       // Oldest due first, then oldest enqueued: retries do not starve behind fresh work.
-      candidates.sort((a, b) => a.delivery.nextAttemptAt! - b.delivery.nextAttemptAt! || a.delivery.createdAt - b.delivery.createdAt)
+      candidates.sort((a, b) => a.delivery.nextAttemptAt! - b.delivery.nextAttemptAt! || a.seq - b.seq)
       return candidates.slice(0, Math.max(0, limit)).map((held) => {
         held.token = `${options.owner}:${++tokenSeq}`
         held.leaseUntil = now + leaseMs
@@ -236,6 +237,8 @@ interface Held {
   token: string
   /** Lease expiry; -Infinity when not leased. */
   leaseUntil: number
+  /** Enqueue order, the tie-break after the due time. */
+  seq: number
 }
 
 function release(held: Held) {

@@ -174,7 +174,10 @@ export interface Store {
 
   /** Writes the deliveries in one atomic step, or nothing on a repeated idempotency key. */
   enqueue(input: EnqueueInput): Promise<EnqueueResult>
-  /** Hands out due deliveries under a lease; a delivery is never held by two claimers at once. */
+  /**
+   * Hands out due deliveries under a lease, earliest due first and then in enqueue order; a delivery
+   * is never held by two claimers at once.
+   */
   claim(options: ClaimOptions): Promise<ClaimedDelivery[]>
   /** Records an attempt and the delivery's next state. Rejects with `LeaseLostError` for a stale lease. */
   settle(lease: Lease, settlement: Settlement): Promise<void>

@@ -1,0 +1,325 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { LeaseLostError } from '../errors.js'
+import { objectId } from '../object-id.js'
+import type { ClaimOptions, EnqueueInput, Store } from '../store.js'
+import { taskEvent, webhookRecord } from './fixtures.js'
+
+/** The cases of the suite, by stable name: what `skip` takes. */
+export const CONFORMANCE_CASES = [
+  'inserts and reads webhooks, scoped to their company',
+  'refuses a duplicate code within a company only',
+  'lets exactly one of two concurrent inserts of one code win',
+  'lists webhooks in creation order with filters, pages and a count',
+  'indexes active webhooks by company and trigger',
+  'updates only at the expected version',
+  'keeps stored state apart from the values it is given and returns',
+  'enqueues atomically and hands out due deliveries only',
+  'makes a repeated idempotency key a no-op, per company',
+  'never hands one delivery to two concurrent claimers',
+  'hands out one delivery per webhook at a time, oldest first, when ordered',
+  'hands out every due delivery when not ordered',
+  'lets a lease expire: the delivery is claimable again and the old holder can no longer settle',
+  'records attempts, schedules retries and finishes deliveries',
+  'keeps a held lease through the retry wait',
+  'releases a lease without an attempt',
+  'tells when the next delivery becomes claimable',
+  'lists a webhook’s deliveries newest first with pages',
+] as const
+
+/** One case name of {@link CONFORMANCE_CASES}. */
+export type ConformanceCase = (typeof CONFORMANCE_CASES)[number]
+
+/** Options of {@link runStoreConformance}. */
+export interface ConformanceOptions {
+  /** Shown in the describe block: `store conformance: <name>`. */
+  name: string
+  /** A new, empty store for each test. */
+  create: () => Store | Promise<Store>
+  /** Disposes of a store after its test (close pools, delete files). */
+  cleanup?: (store: Store) => void | Promise<void>
+  /** Cases to skip, each with the reason printed beside it. */
+  skip?: Partial<Record<ConformanceCase, string>>
+}
+
+/**
+ * Registers the storage contract's test suite with vitest. Call it from a test file of your store:
+ * it proves the webhook registry, the outbox (atomic enqueue, leased claims, per-webhook order,
+ * settle by the lease holder, lease expiry, idempotency) and the logs, races included.
+ *
+ * @example
+ * ```ts
+ * // my-store.test.ts
+ * import { runStoreConformance } from 'cotwebhook/testing'
+ * runStoreConformance({ name: 'redis', create: () => redisStore(client), cleanup: (s) => flush(s) })
+ * ```
+ */
+export function runStoreConformance(options: ConformanceOptions): void {
+  describe(`store conformance: ${options.name}`, () => {
+    let store: Store
+    const A = objectId()
+    const B = objectId()
+
+    beforeEach(async () => {
+      store = await options.create()
+    })
+    afterEach(async () => {
+      await options.cleanup?.(store)
+    })
+
+    const test = (name: ConformanceCase, body: () => Promise<void>) => {
+      const reason = options.skip?.[name]
+      if (reason) it.skip(`${name} (skipped: ${reason})`, body)
+      else it(name, body)
+    }
+
+    const claim = (now: number, extra: Partial<ClaimOptions> = {}) =>
+      store.claim({ now, limit: 100, leaseMs: 1_000, owner: 'test', ordered: true, ...extra })
+
+    const enqueue = async (webhookIds: string[], now: number, extra: Partial<EnqueueInput> = {}) => {
+      const input: EnqueueInput = {
+        eventId: objectId(),
+        event: taskEvent(A),
+        deliveries: webhookIds.map((webhookId) => ({ id: objectId(), webhookId })),
+        now,
+        ...extra,
+      }
+      return store.enqueue(input)
+    }
+
+    const hook = async (company = A, overrides = {}) => {
+      const record = webhookRecord(company, overrides)
+      expect(await store.insertWebhook(record)).toBe(true)
+      return record.webhook._id
+    }
+
+    test('inserts and reads webhooks, scoped to their company', async () => {
+      const record = webhookRecord(A, { name: 'orders' })
+      expect(await store.insertWebhook(record)).toBe(true)
+      expect(await store.getWebhook(A, record.webhook._id)).toEqual(record)
+      expect(await store.getWebhook(B, record.webhook._id)).toBeUndefined()
+      expect(await store.getWebhook(A, objectId())).toBeUndefined()
+    })
+
+    test('refuses a duplicate code within a company only', async () => {
+      await hook(A, { code: 'orders' })
+      expect(await store.insertWebhook(webhookRecord(A, { code: 'orders' }))).toBe(false)
+      expect(await store.insertWebhook(webhookRecord(B, { code: 'orders' }))).toBe(true)
+      expect((await store.listWebhooks(A, { limit: 10, offset: 0 })).count).toBe(1)
+    })
+
+    test('lets exactly one of two concurrent inserts of one code win', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 4 }, () => store.insertWebhook(webhookRecord(A, { code: 'race' }))),
+      )
+      expect(results.filter(Boolean)).toHaveLength(1)
+      expect((await store.listWebhooks(A, { limit: 10, offset: 0 })).count).toBe(1)
+    })
+
+    test('lists webhooks in creation order with filters, pages and a count', async () => {
+      const ids: string[] = []
+      for (let i = 0; i < 5; i++) ids.push(await hook(A, { isActive: i % 2 === 0 }))
+      await hook(B)
+      const all = await store.listWebhooks(A, { limit: 10, offset: 0 })
+      expect(all.items.map((w) => w._id)).toEqual(ids)
+      expect(all.count).toBe(5)
+      const page = await store.listWebhooks(A, { limit: 2, offset: 2 })
+      expect(page.items.map((w) => w._id)).toEqual(ids.slice(2, 4))
+      expect(page.count).toBe(5)
+      const active = await store.listWebhooks(A, { isActive: true, limit: 10, offset: 0 })
+      expect(active.items.map((w) => w._id)).toEqual([ids[0], ids[2], ids[4]])
+      expect(active.count).toBe(3)
+      const inactive = await store.listWebhooks(A, { isActive: false, limit: 1, offset: 1 })
+      expect(inactive.items.map((w) => w._id)).toEqual([ids[3]])
+      expect(inactive.count).toBe(2)
+    })
+
+    test('indexes active webhooks by company and trigger', async () => {
+      const task = await hook(A)
+      await hook(A, { isActive: false })
+      const user = await hook(A, { trigger: 'create-edit-delete-user' })
+      await hook(B)
+      expect((await store.activeWebhooks(A, 'create-edit-delete-task')).map((w) => w._id)).toEqual([task])
+      expect((await store.activeWebhooks(A, 'create-edit-delete-user')).map((w) => w._id)).toEqual([user])
+      expect(await store.activeWebhooks(A, 'logout-user')).toEqual([])
+    })
+
+    test('updates only at the expected version', async () => {
+      const record = webhookRecord(A)
+      await store.insertWebhook(record)
+      const next = { ...record, webhook: { ...record.webhook, name: 'renamed', __v: 1 } }
+      expect(await store.updateWebhook(next, 1)).toBe(false) // stale
+      expect(await store.updateWebhook({ ...next, webhook: { ...next.webhook, company: B } }, 0)).toBe(false)
+      expect(await store.updateWebhook(next, 0)).toBe(true)
+      expect((await store.getWebhook(A, record.webhook._id))?.webhook).toMatchObject({ name: 'renamed', __v: 1 })
+      expect(await store.updateWebhook({ ...next, webhook: { ...next.webhook, __v: 2 } }, 0)).toBe(false)
+      const racers = await Promise.all([1, 2, 3].map((n) => store.updateWebhook({ ...next, webhook: { ...next.webhook, name: `r${n}`, __v: 2 } }, 1)))
+      expect(racers.filter(Boolean)).toHaveLength(1)
+    })
+
+    test('keeps stored state apart from the values it is given and returns', async () => {
+      const record = webhookRecord(A, { name: 'original' })
+      await store.insertWebhook(record)
+      record.webhook.name = 'mutated after insert'
+      const read = await store.getWebhook(A, record.webhook._id)
+      expect(read?.webhook.name).toBe('original')
+      read!.webhook.name = 'mutated after read'
+      expect((await store.getWebhook(A, record.webhook._id))?.webhook.name).toBe('original')
+    })
+
+    test('enqueues atomically and hands out due deliveries only', async () => {
+      const w1 = await hook()
+      const w2 = await hook()
+      const result = await enqueue([w1, w2], 1_000)
+      expect(result.duplicate).toBe(false)
+      expect(result.deliveries.map((d) => d.webhookId)).toEqual([w1, w2])
+      expect(await store.openCount()).toBe(2)
+      expect(await claim(999)).toEqual([])
+      const claimed = await claim(1_000)
+      expect(claimed.map((c) => c.delivery.id).sort()).toEqual(result.deliveries.map((d) => d.id).sort())
+      const first = claimed.find((c) => c.delivery.webhookId === w1)!.delivery
+      expect(first).toMatchObject({ company: A, eventId: result.eventId, state: 'pending', attempts: [], status: null, nextAttemptAt: 1_000 })
+      expect(first.event.type).toBe('COTTask')
+      expect(await claim(1_001)).toEqual([]) // leased
+    })
+
+    test('makes a repeated idempotency key a no-op, per company', async () => {
+      const w = await hook()
+      const first = await enqueue([w], 0, { idempotencyKey: 'k1' })
+      const again = await enqueue([w], 0, { idempotencyKey: 'k1', eventId: objectId() })
+      expect(again).toEqual({ ...first, duplicate: true })
+      expect(await store.openCount()).toBe(1)
+      const other = await enqueue([w], 0, { idempotencyKey: 'k1', event: taskEvent(B) })
+      expect(other.duplicate).toBe(false)
+      expect(await store.openCount()).toBe(2)
+    })
+
+    test('never hands one delivery to two concurrent claimers', async () => {
+      const webhooks = await Promise.all(Array.from({ length: 10 }, () => hook()))
+      for (let i = 0; i < 3; i++) await enqueue(webhooks, 0)
+      const batches = await Promise.all(Array.from({ length: 6 }, (_, i) => claim(0, { limit: 4, ordered: false, owner: `c${i}` })))
+      const ids = batches.flat().map((c) => c.delivery.id)
+      expect(new Set(ids).size).toBe(ids.length)
+      expect(ids).toHaveLength(24)
+      const ordered = await Promise.all(Array.from({ length: 4 }, () => claim(0)))
+      expect(ordered.flat()).toHaveLength(0) // every webhook has a delivery leased already
+    })
+
+    test('hands out one delivery per webhook at a time, oldest first, when ordered', async () => {
+      const w1 = await hook()
+      const w2 = await hook()
+      const e1 = await enqueue([w1, w2], 0)
+      const e2 = await enqueue([w1], 1)
+      const e3 = await enqueue([w1], 2)
+      let claimed = await claim(10)
+      expect(claimed.map((c) => c.delivery.id).sort()).toEqual(e1.deliveries.map((d) => d.id).sort())
+      expect(await claim(10)).toEqual([])
+      const head = claimed.find((c) => c.delivery.webhookId === w1)!
+      // A scheduled retry of the head blocks the rest of its webhook.
+      await store.settle(head.lease, { now: 10, state: 'pending', response: 'boom', nextAttemptAt: 50, attempt: { at: new Date(10).toISOString(), status: 500, durationMs: 1 } })
+      expect(await claim(20)).toEqual([])
+      claimed = await claim(50)
+      expect(claimed.map((c) => c.delivery.id)).toEqual([head.delivery.id])
+      await store.settle(claimed[0]!.lease, { now: 51, state: 'succeeded', response: 'ok' })
+      claimed = await claim(52)
+      expect(claimed.map((c) => c.delivery.id)).toEqual([e2.deliveries[0]!.id])
+      await store.settle(claimed[0]!.lease, { now: 53, state: 'failed', response: 'gave up' })
+      expect((await claim(54)).map((c) => c.delivery.id)).toEqual([e3.deliveries[0]!.id])
+    })
+
+    test('hands out every due delivery when not ordered', async () => {
+      const w1 = await hook()
+      await enqueue([w1], 0)
+      await enqueue([w1], 1)
+      await enqueue([w1], 100)
+      expect(await claim(10, { ordered: false })).toHaveLength(2)
+      expect(await claim(10, { ordered: false })).toHaveLength(0)
+      expect(await claim(100, { ordered: false })).toHaveLength(1)
+    })
+
+    test('lets a lease expire: the delivery is claimable again and the old holder can no longer settle', async () => {
+      const w = await hook()
+      await enqueue([w], 0)
+      const [old] = await claim(0, { leaseMs: 1_000, owner: 'old' })
+      expect(await claim(1_000, { owner: 'new' })).toEqual([])
+      // Expired but not yet claimed by anyone: still lost to the old holder.
+      await expect(store.settle(old!.lease, { now: 1_001, state: 'succeeded', response: 'late' })).rejects.toBeInstanceOf(LeaseLostError)
+      const [next] = await claim(1_001, { owner: 'new' })
+      expect(next?.delivery.id).toBe(old!.delivery.id)
+      expect(next?.lease.token).not.toBe(old!.lease.token)
+      await expect(store.settle(old!.lease, { now: 1_002, state: 'succeeded', response: 'late' })).rejects.toBeInstanceOf(LeaseLostError)
+      await expect(store.release(old!.lease, 1_002)).rejects.toBeInstanceOf(LeaseLostError)
+      await store.settle(next!.lease, { now: 1_002, state: 'succeeded', response: 'ok' })
+      expect((await store.getDelivery(A, old!.delivery.id))?.state).toBe('succeeded')
+      await expect(store.settle(next!.lease, { now: 1_003, state: 'failed', response: 'twice' })).rejects.toBeInstanceOf(LeaseLostError)
+    })
+
+    test('records attempts, schedules retries and finishes deliveries', async () => {
+      const w = await hook()
+      const { deliveries } = await enqueue([w], 0)
+      const id = deliveries[0]!.id
+      let [c] = await claim(0)
+      const failed = { at: new Date(5).toISOString(), status: 503, durationMs: 4 }
+      await store.settle(c!.lease, { now: 5, state: 'pending', response: 'busy', nextAttemptAt: 30_005, attempt: failed })
+      expect(await store.getDelivery(A, id)).toMatchObject({ state: 'pending', status: 503, response: 'busy', attempts: [failed], nextAttemptAt: 30_005, updatedAt: 5 })
+      expect(await claim(30_004)).toEqual([])
+      ;[c] = await claim(30_005)
+      expect(c?.delivery.attempts).toEqual([failed])
+      const ok = { at: new Date(30_006).toISOString(), status: 200, durationMs: 2 }
+      await store.settle(c!.lease, { now: 30_008, state: 'succeeded', response: 'ok', attempt: ok })
+      expect(await store.getDelivery(A, id)).toMatchObject({ state: 'succeeded', status: 200, attempts: [failed, ok], nextAttemptAt: null })
+      expect(await store.openCount()).toBe(0)
+      expect(await claim(99_999)).toEqual([])
+      expect(await store.getDelivery(B, id)).toBeUndefined()
+    })
+
+    test('keeps a held lease through the retry wait', async () => {
+      const w = await hook()
+      await enqueue([w], 0)
+      const [c] = await claim(0, { leaseMs: 100 })
+      await store.settle(c!.lease, { now: 10, state: 'pending', response: 'x', nextAttemptAt: 500, holdUntil: 600 })
+      expect(await claim(550, { owner: 'other' })).toEqual([])
+      await store.settle(c!.lease, { now: 590, state: 'succeeded', response: 'ok' })
+      expect(await store.openCount()).toBe(0)
+    })
+
+    test('releases a lease without an attempt', async () => {
+      const w = await hook()
+      await enqueue([w], 0)
+      const [c] = await claim(0)
+      await store.release(c!.lease, 1)
+      await expect(store.settle(c!.lease, { now: 2, state: 'succeeded', response: '' })).rejects.toBeInstanceOf(LeaseLostError)
+      const [again] = await claim(2)
+      expect(again?.delivery.id).toBe(c!.delivery.id)
+      expect(again?.delivery.attempts).toEqual([])
+    })
+
+    test('tells when the next delivery becomes claimable', async () => {
+      expect(await store.nextWakeAt(0, true)).toBeUndefined()
+      const w = await hook()
+      await enqueue([w], 100)
+      expect(await store.nextWakeAt(0, true)).toBe(100)
+      const [c] = await claim(100, { leaseMs: 1_000 })
+      const leased = await store.nextWakeAt(200, true)
+      expect(leased).toBeGreaterThanOrEqual(1_100)
+      expect(leased).toBeLessThanOrEqual(1_101)
+      await store.settle(c!.lease, { now: 200, state: 'pending', response: '', nextAttemptAt: 5_000 })
+      expect(await store.nextWakeAt(300, true)).toBe(5_000)
+      const [again] = await claim(5_000)
+      await store.settle(again!.lease, { now: 5_001, state: 'succeeded', response: '' })
+      expect(await store.nextWakeAt(5_002, true)).toBeUndefined()
+    })
+
+    test('lists a webhook’s deliveries newest first with pages', async () => {
+      const w = await hook()
+      const other = await hook()
+      const ids: string[] = []
+      for (let i = 0; i < 5; i++) ids.push((await enqueue([w, other], i)).deliveries[0]!.id)
+      const first = await store.listDeliveries(A, w, { limit: 2, offset: 0 })
+      expect(first.items.map((d) => d.id)).toEqual([ids[4], ids[3]])
+      expect(first.count).toBe(5)
+      const last = await store.listDeliveries(A, w, { limit: 2, offset: 4 })
+      expect(last.items.map((d) => d.id)).toEqual([ids[0]])
+      expect((await store.listDeliveries(B, w, { limit: 10, offset: 0 })).items).toEqual([])
+    })
+  })
+}

@@ -1,0 +1,34 @@
+import { createWebhooks, objectId, type WebhookInput, type Webhooks, type WebhooksOptions } from 'cotwebhook'
+
+export const COMPANY = '625be93a286ef83c1c0e845f'
+export const OTHER_COMPANY = '625be93a286ef83c1c0e8460'
+export const TASK_GROUP = '6261612a8f1e99002e5c8cce'
+
+/** An engine for loopback receivers, closed by `closeAll()`. */
+const open: Webhooks[] = []
+export function engine(options: WebhooksOptions = {}): Webhooks {
+  const hooks = createWebhooks({ allowPrivateNetworks: true, onError: (e) => console.error(e), ...options })
+  open.push(hooks)
+  return hooks
+}
+export async function closeAll(): Promise<void> {
+  await Promise.all(open.splice(0).map((h) => h.close()))
+}
+
+export function taskWebhook(url: string, overrides: Partial<WebhookInput> = {}): WebhookInput {
+  return { name: 'Work orders', code: `wo_${objectId()}`, trigger: 'create-edit-delete-task', url, ...overrides }
+}
+
+export function taskEvent(n = 0, company = COMPANY) {
+  return {
+    company,
+    type: 'COTTask' as const,
+    event: 'create' as const,
+    data: { _id: objectId(), n, taskGroup: TASK_GROUP },
+  }
+}
+
+/** The `n` of the task in a delivered body. */
+export function nOf(body: string): number {
+  return (JSON.parse(body) as { data: { n: number } }).data.n
+}
