@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs'
+import { afterEach, describe, expect, it } from 'vitest'
+import { NotFoundError, VERSION, ValidationError, memoryStore, objectId, type Store } from 'cotwebhook'
+import { COMPANY, OTHER_COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
+import { startReceiver, type Receiver } from './helpers/receiver.js'
+
+let receiver: Receiver
+afterEach(async () => {
+  await closeAll()
+  await receiver?.close()
+})
+
+describe('emit()', () => {
+  it('stores the deliveries before it resolves', async () => {
+    receiver = await startReceiver()
+    const store = memoryStore()
+    const hooks = engine({ store })
+    await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    const { deliveries } = await hooks.emit(taskEvent())
+    for (const d of deliveries) expect(await store.getDelivery(COMPANY, d.id)).toMatchObject({ webhookId: d.webhookId })
+    await hooks.drain()
+  })
+
+  it('returns the first result for a repeated idempotency key and sends once', async () => {
+    receiver = await startReceiver()
+    const hooks = engine()
+    await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    const first = await hooks.emit(taskEvent(1), { idempotencyKey: 'task-1-created' })
+    const again = await hooks.emit(taskEvent(1), { idempotencyKey: 'task-1-created' })
+    expect(again).toEqual(first)
+    await hooks.drain()
+    expect(receiver.requests).toHaveLength(1)
+    await expect(hooks.emit(taskEvent(1), { idempotencyKey: '' })).rejects.toThrow('idempotencyKey: must not be empty')
+  })
+
+  it('scopes idempotency keys to the company', async () => {
+    receiver = await startReceiver()
+    const hooks = engine()
+    await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    const a = await hooks.emit(taskEvent(1, COMPANY), { idempotencyKey: 'k' })
+    const b = await hooks.emit(taskEvent(1, OTHER_COMPANY), { idempotencyKey: 'k' })
+    expect(b.eventId).not.toBe(a.eventId)
+    await hooks.drain()
+    expect(receiver.requests).toHaveLength(2)
+  })
+
+  it('stores nothing when no webhook matches', async () => {
+    const store = memoryStore()
+    const hooks = engine({ store })
+    const result = await hooks.emit(taskEvent())
+    expect(result.deliveries).toEqual([])
+    expect(await store.openCount()).toBe(0)
+  })
+
+  it('refuses an invalid event with a ValidationError and stores nothing', async () => {
+    receiver = await startReceiver()
+    const store = memoryStore()
+    const hooks = engine({ store })
+    await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    const error = await hooks.emit({ ...taskEvent(), data: { _id: objectId() } }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ValidationError)
+    expect((error as ValidationError).fields).toEqual({
+      'data.taskGroup': ['data.taskGroup: must be an ObjectId (create-edit-delete-task webhooks filter on context.taskGroup)'],
+    })
+    expect(await store.openCount()).toBe(0)
+  })
+})
+
+describe('logs()', () => {
+  it('pages newest first and refuses another company’s webhook', async () => {
+    receiver = await startReceiver()
+    const hooks = engine()
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    const ids = []
+    for (let n = 0; n < 12; n++) ids.push((await hooks.emit(taskEvent(n))).deliveries[0]!.id)
+    await hooks.drain()
+    expect((await hooks.logs(COMPANY, webhook._id)).map((l) => l._id)).toEqual(ids.slice(2).reverse())
+    expect((await hooks.logs(COMPANY, webhook._id, { limit: 5, page: 3 })).map((l) => l._id)).toEqual([ids[1], ids[0]])
+    expect((await hooks.listLogs(COMPANY, webhook._id, { limit: 1 })).count).toBe(12)
+    await expect(hooks.logs(OTHER_COMPANY, webhook._id)).rejects.toBeInstanceOf(NotFoundError)
+    await expect(hooks.logs(COMPANY, webhook._id, { limit: 0 })).rejects.toThrow('limit: must be at least 1')
+  })
+})
+
+describe('drain()', () => {
+  it('resolves at once when nothing is open', async () => {
+    const hooks = engine()
+    await expect(hooks.drain()).resolves.toBeUndefined()
+  })
+})
+
+describe('a failing store', () => {
+  it('is reported, and the delivery is picked up again once its lease expires', async () => {
+    receiver = await startReceiver()
+    const inner = memoryStore()
+    let failures = 1
+    const store: Store = {
+      ...inner,
+      settle: async (lease, settlement) => {
+        if (failures-- > 0) throw new Error('store unavailable')
+        return inner.settle(lease, settlement)
+      },
+    }
+    const errors: unknown[] = []
+    const hooks = engine({ store, timeoutMs: 100, leaseMs: 300, onError: (e) => errors.push(e) })
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    await hooks.emit(taskEvent())
+    await hooks.drain()
+    expect(String(errors[0])).toContain('store unavailable')
+    // Sent twice: the first attempt's outcome could not be recorded. At-least-once, never lost.
+    expect(receiver.requests).toHaveLength(2)
+    expect((await hooks.logs(COMPANY, webhook._id))[0]).toMatchObject({ state: 'succeeded', retry: 0 })
+  })
+})
+
+describe('the package', () => {
+  it('sends the version of package.json in its user-agent', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+    expect(VERSION).toBe(pkg.version)
+  })
+})
