@@ -133,7 +133,7 @@ export class ConflictError extends WebhookError {
  *
  * @example
  * ```ts
- * throw new UnsafeUrlError('http://127.0.0.1/', '127.0.0.1 is a loopback address')
+ * throw new UnsafeUrlError('http://127.0.0.1/', '127.0.0.1 is a loopback address', { privateNetwork: true })
  * ```
  */
 export class UnsafeUrlError extends WebhookError {
@@ -142,11 +142,14 @@ export class UnsafeUrlError extends WebhookError {
   /** Why it was refused. */
   readonly reason: string
 
-  constructor(url: string, reason: string) {
+  constructor(url: string, reason: string, options: { privateNetwork?: boolean; cause?: unknown } = {}) {
     super(
       'unsafe_url',
       400,
-      `url: ${reason}; set allowPrivateNetworks: true to allow private, loopback and link-local destinations`,
+      options.privateNetwork
+        ? `url: ${reason}; set allowPrivateNetworks: true to allow private, loopback and link-local destinations`
+        : `url: ${reason}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
     )
     this.url = url
     this.reason = reason

@@ -48,6 +48,15 @@ const UrlSchema = v.pipe(
 
 const BooleanSchema = v.boolean('must be true or false')
 
+// valibot's object and record schemas accept arrays (they are objects) and output a copy, so the
+// shape is checked on the input, before them: a COTWebhook body or an event's data is never an array.
+function plainObject<TSchema extends v.GenericSchema>(schema: TSchema, message: string) {
+  return v.pipe(
+    v.custom<unknown>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), message),
+    schema,
+  )
+}
+
 /** The `context` object of a COTWebhook: every field present, `""` where it does not filter. */
 export const ContextSchema = v.strictObject({
   survey: ContextValueSchema,
@@ -58,12 +67,12 @@ export const ContextSchema = v.strictObject({
 /** A COTWebhook's `context`. */
 export type WebhookContext = v.InferOutput<typeof ContextSchema>
 
-const PartialContextSchema = v.strictObject(
-  {
+const PartialContextSchema = plainObject(
+  v.strictObject({
     survey: v.optional(ContextValueSchema),
     group: v.optional(ContextValueSchema),
     taskGroup: v.optional(ContextValueSchema),
-  },
+  }),
   'must be an object',
 )
 
@@ -85,8 +94,8 @@ export const WebhookSchema = v.object({
 export type COTWebhook = v.InferOutput<typeof WebhookSchema>
 
 /** What `registry.create` accepts. Unknown fields are refused, so typos surface. */
-export const WebhookInputSchema = v.strictObject(
-  {
+export const WebhookInputSchema = plainObject(
+  v.strictObject({
     name: NameSchema,
     code: CodeSchema,
     trigger: TriggerSchema,
@@ -94,7 +103,7 @@ export const WebhookInputSchema = v.strictObject(
     context: v.optional(PartialContextSchema),
     description: v.optional(DescriptionSchema, ''),
     isActive: v.optional(BooleanSchema, true),
-  },
+  }),
   'must be an object',
 )
 
@@ -102,8 +111,8 @@ export const WebhookInputSchema = v.strictObject(
 export type WebhookInput = v.InferInput<typeof WebhookInputSchema>
 
 /** What `registry.update` accepts: any subset of the editable fields, plus `__v` to guard against lost updates. */
-export const WebhookPatchSchema = v.strictObject(
-  {
+export const WebhookPatchSchema = plainObject(
+  v.strictObject({
     name: v.optional(NameSchema),
     // Accepted only when equal to the stored code: code is immutable once saved.
     code: v.optional(CodeSchema),
@@ -113,7 +122,7 @@ export const WebhookPatchSchema = v.strictObject(
     description: v.optional(DescriptionSchema),
     isActive: v.optional(BooleanSchema),
     __v: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be 0 or more'))),
-  },
+  }),
   'must be an object',
 )
 
@@ -146,9 +155,13 @@ function describeContext(field: ContextField): string {
 }
 
 /** One `diff` entry of an edit: the value before and after. */
-export const DiffEntrySchema = v.object({ previous: v.unknown(), changedTo: v.unknown() })
+export const DiffEntrySchema = v.object(
+  { previous: v.unknown(), changedTo: v.unknown() },
+  'must be an object { previous, changedTo }',
+)
 
-const DataSchema = v.nullable(v.record(v.string(), v.unknown(), 'must be an object or null'))
+const ObjectOrNullSchema = v.nullable(plainObject(v.record(v.string(), v.unknown()), 'must be an object or null'))
+const DataSchema = ObjectOrNullSchema
 
 /** A COTEvent: what a webhook's URL receives as the JSON body. */
 export const EventSchema = v.object({
@@ -157,15 +170,16 @@ export const EventSchema = v.object({
   event: v.picklist(EVENT_NAMES, `must be one of: ${EVENT_NAMES.join(', ')}`),
   data: DataSchema,
   diff: v.record(v.string(), DiffEntrySchema, 'must be an object keyed by JSON pointer'),
-  extraData: v.nullable(v.record(v.string(), v.unknown(), 'must be an object or null')),
-  createdAt: v.pipe(v.string(), v.isoTimestamp('must be an ISO 8601 timestamp')),
+  extraData: ObjectOrNullSchema,
+  createdAt: v.pipe(v.string('must be a string'), v.isoTimestamp('must be an ISO 8601 timestamp')),
 })
 
 /** A COTEvent. */
 export type COTEvent = v.InferOutput<typeof EventSchema>
 
 /** What `emit()` accepts: a COTEvent whose `diff`, `extraData` and `createdAt` may be left out. */
-export const EmitInputSchema = v.object({
+export const EmitInputSchema = plainObject(
+  v.object({
   company: ObjectIdSchema,
   type: EventSchema.entries.type,
   event: EventSchema.entries.event,
@@ -173,9 +187,14 @@ export const EmitInputSchema = v.object({
   diff: v.optional(EventSchema.entries.diff),
   extraData: v.optional(EventSchema.entries.extraData),
   createdAt: v.optional(
-    v.union([v.pipe(v.string(), v.isoTimestamp()), v.date()], 'must be an ISO 8601 timestamp or a Date'),
+    v.union(
+      [v.pipe(v.string(), v.isoTimestamp('must be an ISO 8601 timestamp or a Date')), v.date()],
+      'must be an ISO 8601 timestamp or a Date',
+    ),
   ),
-})
+  }),
+  'must be an object',
+)
 
 /** The input of `emit()`. */
 export type EmitInput = v.InferInput<typeof EmitInputSchema>
@@ -209,14 +228,18 @@ export function toEvent(input: unknown, now: Date = new Date()): COTEvent {
       const extra = v.safeParse(LogoutExtraSchema, { extraData: parsed.extraData })
       if (!extra.success) Object.assign(fields, issuesToError(extra.issues, 'event').fields)
     }
-  } else if (parsed.data === null) {
-    fields.data = [`data: must be the ${parsed.type} object, not null`]
   } else {
-    for (const [field, dataField] of Object.entries(TRIGGERS[trigger].context) as [ContextField, string][]) {
-      if (!OBJECT_ID.test(String(parsed.data[dataField] ?? ''))) {
-        fields[`data.${dataField}`] = [
-          `data.${dataField}: must be an ObjectId (${trigger} webhooks filter on context.${field})`,
-        ]
+    // Cotalker sends extraData only with a logout.
+    if (parsed.extraData != null) fields.extraData = ['extraData: must be null except on a logout']
+    if (parsed.data === null) fields.data = [`data: must be the ${parsed.type} object, not null`]
+    else {
+      for (const [field, dataField] of Object.entries(TRIGGERS[trigger].context) as [ContextField, string][]) {
+        const value = parsed.data[dataField]
+        if (typeof value !== 'string' || !OBJECT_ID.test(value)) {
+          fields[`data.${dataField}`] = [
+            `data.${dataField}: must be an ObjectId (${trigger} webhooks filter on context.${field})`,
+          ]
+        }
       }
     }
   }

@@ -99,9 +99,8 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
   }
 
   const load = async (company: string, id: string): Promise<StoredWebhook> => {
-    parse(ObjectIdSchema, company, 'company')
-    const idCheck = v.safeParse(ObjectIdSchema, id)
-    if (!idCheck.success) throw ValidationError.field('id', `id: ${idCheck.issues[0].message}`)
+    objectIdArgument(company, 'company')
+    objectIdArgument(id, 'id')
     const record = await store.getWebhook(company, id)
     if (!record) throw new NotFoundError('webhook', id)
     return record
@@ -122,7 +121,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
 
   return {
     async create(company, input) {
-      parse(ObjectIdSchema, company, 'company')
+      objectIdArgument(company, 'company')
       const fields = parse(WebhookInputSchema, input, 'webhook')
       const context = { survey: '', group: '', taskGroup: '', ...fields.context }
       checkContext(fields.trigger, context)
@@ -152,7 +151,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     },
 
     async list(company, listOptions = {}) {
-      parse(ObjectIdSchema, company, 'company')
+      objectIdArgument(company, 'company')
       const query = parse(ListOptionsSchema, listOptions, 'list options')
       const page = await store.listWebhooks(company, {
         ...(query.isActive === undefined ? {} : { isActive: query.isActive }),
@@ -208,6 +207,20 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       }
     },
   }
+}
+
+/**
+ * Checks an id argument (`company`, `id`), reporting it under its own name.
+ *
+ * @example
+ * ```ts
+ * objectIdArgument(req.param('id'), 'id') // throws "id: must be an ObjectId (…)"
+ * ```
+ */
+export function objectIdArgument(value: unknown, field: string): string {
+  const result = v.safeParse(ObjectIdSchema, value)
+  if (!result.success) throw ValidationError.field(field, `${field}: ${result.issues[0].message}`)
+  return result.output
 }
 
 function stale(expected: number, actual: number | undefined): ConflictError {

@@ -48,7 +48,7 @@ export function checkUrl(url: string, policy: UrlPolicy = {}): URL {
   try {
     parsed = new URL(url)
   } catch (cause) {
-    throw Object.assign(new UnsafeUrlError(url, 'is not an absolute URL'), { cause })
+    throw new UnsafeUrlError(url, 'is not an absolute URL', { cause })
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new UnsafeUrlError(url, `scheme ${parsed.protocol.slice(0, -1)} is not allowed (http or https only)`)
@@ -58,7 +58,7 @@ export function checkUrl(url: string, policy: UrlPolicy = {}): URL {
   }
   if (policy.allowPrivateNetworks) return parsed
   const reason = privateHostReason(parsed.hostname)
-  if (reason) throw new UnsafeUrlError(url, reason)
+  if (reason) throw new UnsafeUrlError(url, reason, { privateNetwork: true })
   return parsed
 }
 

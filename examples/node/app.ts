@@ -1,0 +1,90 @@
+import { Hono, type Context } from 'hono'
+import { createWebhooks, type Webhooks } from 'cotwebhook'
+import { errorResponse, webhookApi, webhooks, type WebhooksVariables } from 'cotwebhook/hono'
+import { Domain, EVENT_TYPE, type Kind } from './domain.js'
+
+/** Bearer tokens of the demo companies (override with COTWEBHOOK_TOKENS="token=companyId,…"). */
+export const DEMO_TOKENS: Record<string, string> = {
+  'demo-token-acme': '625be93a286ef83c1c0e845f',
+  'demo-token-globex': '625bc5429a54e8868bd89be2',
+}
+
+/** Reads `token=companyId,token2=companyId2`. */
+export function parseTokens(text: string | undefined): Record<string, string> {
+  if (!text) return DEMO_TOKENS
+  return Object.fromEntries(text.split(',').map((pair) => pair.split('=').map((s) => s.trim()) as [string, string]))
+}
+
+export interface HostOptions {
+  hooks?: Webhooks
+  tokens?: Record<string, string>
+}
+
+const KIND = ':kind{tasks|users|surveys|properties}'
+
+type Env = { Variables: WebhooksVariables & { company: string } }
+
+/**
+ * A small host app: it owns tasks, users, survey executions and properties, emits a COTEvent on
+ * every change and on logout, and serves the webhook REST API under /api/v3.
+ */
+export function createHostApp(options: HostOptions = {}) {
+  const hooks = options.hooks ?? createWebhooks()
+  const tokens = options.tokens ?? DEMO_TOKENS
+  const domain = new Domain()
+  const companyOf = (c: Context) => tokens[c.req.header('authorization')?.replace(/^Bearer\s+/i, '') ?? '']
+
+  const app = new Hono<Env>()
+  app.onError((error, c) => errorResponse(c, error, console.error))
+  app.get('/', (c) => c.text('cotwebhook example host: see README.md'))
+  app.route('/api/v3', webhookApi(hooks, { company: companyOf }))
+
+  // The host's own routes: the caller's company from its token, and the engine on c.var.webhooks.
+  const hostRoutes = [`/${KIND}/*`, '/auth/*']
+  for (const path of hostRoutes) {
+    app.use(path, async function auth(c, next) {
+      const company = companyOf(c)
+      if (!company) return c.json({ error: { code: 'unauthorized', message: 'unknown bearer token' } }, 401)
+      c.set('company', company)
+      await next()
+    })
+    app.use(path, webhooks(hooks))
+  }
+
+  app.post(`/${KIND}`, async (c) => {
+    const kind = c.req.param('kind') as Kind
+    const entity = domain.create(c.var.company, kind, await c.req.json())
+    await c.var.webhooks.emit({ company: c.var.company, type: EVENT_TYPE[kind], event: 'create', data: entity })
+    return c.json(entity, 201)
+  })
+
+  app.patch(`/${KIND}/:id`, async (c) => {
+    const kind = c.req.param('kind') as Kind
+    const edited = domain.edit(c.var.company, kind, c.req.param('id'), await c.req.json())
+    if (!edited) return c.json({ error: { code: 'not_found', message: `${kind} ${c.req.param('id')} not found` } }, 404)
+    await c.var.webhooks.emit({ company: c.var.company, type: EVENT_TYPE[kind], event: 'edit', data: edited.entity, diff: edited.diff })
+    return c.json(edited.entity)
+  })
+
+  app.delete(`/${KIND}/:id`, async (c) => {
+    const kind = c.req.param('kind') as Kind
+    const entity = domain.delete(c.var.company, kind, c.req.param('id'))
+    if (!entity) return c.json({ error: { code: 'not_found', message: `${kind} ${c.req.param('id')} not found` } }, 404)
+    await c.var.webhooks.emit({ company: c.var.company, type: EVENT_TYPE[kind], event: 'delete', data: entity })
+    return c.body(null, 204)
+  })
+
+  app.post('/auth/logout', async (c) => {
+    const { userId } = await c.req.json<{ userId: string }>()
+    await c.var.webhooks.emit({
+      company: c.var.company,
+      type: 'Auth',
+      event: 'logout',
+      data: null,
+      extraData: { userId, timestamp: Date.now() },
+    })
+    return c.body(null, 204)
+  })
+
+  return { app, hooks, domain }
+}

@@ -1,0 +1,78 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const run = promisify(execFile)
+const root = new URL('..', import.meta.url).pathname
+let dir = ''
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+// What a new project does with the published package: plain Node, no TypeScript loader.
+const consumer = `
+import { createServer } from 'node:http'
+import { createWebhooks, memoryStore, verifyWebhook } from 'cotwebhook'
+import { webhooks, webhookApi } from 'cotwebhook/hono'
+
+const bodies = []
+const server = createServer((req, res) => {
+  let body = ''
+  req.on('data', (c) => (body += c))
+  req.on('end', () => { bodies.push({ headers: req.headers, body }); res.end('ok') })
+}).listen(0, '127.0.0.1')
+await new Promise((r) => server.once('listening', r))
+const hooks = createWebhooks({ store: memoryStore(), allowPrivateNetworks: true })
+const company = '625be93a286ef83c1c0e845f'
+const { webhook, secret } = await hooks.registry.create(company, {
+  name: 'Users', code: 'users', trigger: 'create-edit-delete-user', url: 'http://127.0.0.1:' + server.address().port + '/',
+})
+await hooks.emit({ company, type: 'COTUser', event: 'create', data: { _id: company } })
+await hooks.drain()
+const event = await verifyWebhook(secret, bodies[0].headers, bodies[0].body)
+const [log] = await hooks.logs(company, webhook._id)
+await hooks.close()
+server.close()
+console.log(JSON.stringify({ type: event.type, state: log.state, hono: [typeof webhooks, typeof webhookApi] }))
+`
+
+const typed = `
+import { createWebhooks, type COTWebhook, type Store } from 'cotwebhook'
+import { webhookApi, type WebhooksVariables } from 'cotwebhook/hono'
+import type { ConformanceOptions } from 'cotwebhook/testing'
+const hooks = createWebhooks()
+const api = webhookApi(hooks, { company: () => '625be93a286ef83c1c0e845f' })
+export const names: [typeof api, COTWebhook | undefined, Store | undefined, WebhooksVariables | undefined, ConformanceOptions | undefined] = [api, undefined, undefined, undefined, undefined]
+`
+
+describe('npm pack', () => {
+  it('gives a tarball that an empty project installs and runs from plain Node, with types', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cotwebhook-pack-'))
+    const { stdout: packed } = await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root })
+    const [{ filename, files }] = JSON.parse(packed) as [{ filename: string; files: { path: string }[] }]
+    const paths = files.map((f) => f.path)
+    expect(paths).toContain('dist/index.js')
+    expect(paths).toContain('dist/index.d.ts')
+    expect(paths).toContain('dist/hono/index.js')
+    expect(paths).toContain('dist/testing/index.js')
+    expect(paths.some((p) => p.startsWith('src/') || p.startsWith('test/'))).toBe(false)
+
+    await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))
+    await run('npm', ['install', join(dir, filename), '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir })
+    await writeFile(join(dir, 'check.mjs'), consumer)
+    const { stdout } = await run(process.execPath, ['check.mjs'], { cwd: dir, timeout: 30_000 })
+    expect(JSON.parse(stdout)).toEqual({ type: 'COTUser', state: 'succeeded', hono: ['function', 'function'] })
+
+    await writeFile(join(dir, 'typed.ts'), typed)
+    await writeFile(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: false, lib: ['ES2022', 'DOM'], types: [] }, files: ['typed.ts'] }),
+    )
+    const tsc = join(root, 'node_modules/typescript/bin/tsc')
+    const result = await run(process.execPath, [tsc, '-p', dir], { cwd: dir }).catch((e: { stdout: string }) => e)
+    expect(result.stdout).toBe('')
+  }, 180_000)
+})
