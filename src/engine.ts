@@ -4,7 +4,7 @@ import { createDispatcher } from './dispatcher.js'
 import { toLog } from './log.js'
 import { createMatcher } from './matcher.js'
 import { memoryStore } from './memory-store.js'
-import { toEvent, type COTWebhookLog, type EmitInput } from './model.js'
+import { PageSchema, toEvent, type COTWebhookLog, type EmitInput } from './model.js'
 import { objectId } from './object-id.js'
 import { createRegistry, type Registry } from './registry.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
@@ -76,14 +76,6 @@ export interface Webhooks {
   /** Stops delivering: waits for attempts in flight, gives waiting retries back to the store. */
   close(): Promise<void>
 }
-
-const PageSchema = v.object({
-  limit: v.optional(
-    v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(100, 'must be at most 100')),
-    10,
-  ),
-  page: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1')), 1),
-})
 
 const EmitOptionsSchema = v.object({
   idempotencyKey: v.optional(

@@ -26,6 +26,7 @@ export {
   LogSchema,
   OBJECT_ID,
   ObjectIdSchema,
+  PageSchema,
   TriggerSchema,
   WebhookInputSchema,
   WebhookPatchSchema,

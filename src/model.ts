@@ -50,6 +50,7 @@ const BooleanSchema = v.boolean('must be true or false')
 
 // valibot's object and record schemas accept arrays (they are objects) and output a copy, so the
 // shape is checked on the input, before them: a COTWebhook body or an event's data is never an array.
+// The pipe's input type is `unknown`; the exported input types come from the wrapped schemas.
 function plainObject<TSchema extends v.GenericSchema>(schema: TSchema, message: string) {
   return v.pipe(
     v.custom<unknown>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), message),
@@ -93,41 +94,39 @@ export const WebhookSchema = v.object({
 /** A COTWebhook subscription. Secrets are never part of it. */
 export type COTWebhook = v.InferOutput<typeof WebhookSchema>
 
+const WebhookInputObject = v.strictObject({
+  name: NameSchema,
+  code: CodeSchema,
+  trigger: TriggerSchema,
+  url: UrlSchema,
+  context: v.optional(PartialContextSchema),
+  description: v.optional(DescriptionSchema, ''),
+  isActive: v.optional(BooleanSchema, true),
+})
+
 /** What `registry.create` accepts. Unknown fields are refused, so typos surface. */
-export const WebhookInputSchema = plainObject(
-  v.strictObject({
-    name: NameSchema,
-    code: CodeSchema,
-    trigger: TriggerSchema,
-    url: UrlSchema,
-    context: v.optional(PartialContextSchema),
-    description: v.optional(DescriptionSchema, ''),
-    isActive: v.optional(BooleanSchema, true),
-  }),
-  'must be an object',
-)
+export const WebhookInputSchema = plainObject(WebhookInputObject, 'must be an object')
 
 /** The input of `registry.create`. */
-export type WebhookInput = v.InferInput<typeof WebhookInputSchema>
+export type WebhookInput = v.InferInput<typeof WebhookInputObject>
+
+const WebhookPatchObject = v.strictObject({
+  name: v.optional(NameSchema),
+  // Accepted only when equal to the stored code: code is immutable once saved.
+  code: v.optional(CodeSchema),
+  trigger: v.optional(TriggerSchema),
+  url: v.optional(UrlSchema),
+  context: v.optional(PartialContextSchema),
+  description: v.optional(DescriptionSchema),
+  isActive: v.optional(BooleanSchema),
+  __v: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be 0 or more'))),
+})
 
 /** What `registry.update` accepts: any subset of the editable fields, plus `__v` to guard against lost updates. */
-export const WebhookPatchSchema = plainObject(
-  v.strictObject({
-    name: v.optional(NameSchema),
-    // Accepted only when equal to the stored code: code is immutable once saved.
-    code: v.optional(CodeSchema),
-    trigger: v.optional(TriggerSchema),
-    url: v.optional(UrlSchema),
-    context: v.optional(PartialContextSchema),
-    description: v.optional(DescriptionSchema),
-    isActive: v.optional(BooleanSchema),
-    __v: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be 0 or more'))),
-  }),
-  'must be an object',
-)
+export const WebhookPatchSchema = plainObject(WebhookPatchObject, 'must be an object')
 
 /** The input of `registry.update`. */
-export type WebhookPatch = v.InferInput<typeof WebhookPatchSchema>
+export type WebhookPatch = v.InferInput<typeof WebhookPatchObject>
 
 /**
  * Checks the context against its trigger: a field that does not filter the trigger must be `""`.
@@ -177,9 +176,7 @@ export const EventSchema = v.object({
 /** A COTEvent. */
 export type COTEvent = v.InferOutput<typeof EventSchema>
 
-/** What `emit()` accepts: a COTEvent whose `diff`, `extraData` and `createdAt` may be left out. */
-export const EmitInputSchema = plainObject(
-  v.object({
+const EmitInputObject = v.object({
   company: ObjectIdSchema,
   type: EventSchema.entries.type,
   event: EventSchema.entries.event,
@@ -192,12 +189,13 @@ export const EmitInputSchema = plainObject(
       'must be an ISO 8601 timestamp or a Date',
     ),
   ),
-  }),
-  'must be an object',
-)
+})
+
+/** What `emit()` accepts: a COTEvent whose `diff`, `extraData` and `createdAt` may be left out. */
+export const EmitInputSchema = plainObject(EmitInputObject, 'must be an object')
 
 /** The input of `emit()`. */
-export type EmitInput = v.InferInput<typeof EmitInputSchema>
+export type EmitInput = v.InferInput<typeof EmitInputObject>
 
 const LogoutExtraSchema = v.object({
   extraData: v.object({ userId: ObjectIdSchema, timestamp: v.number('must be a number (epoch time)') }),
@@ -256,6 +254,15 @@ export function toEvent(input: unknown, now: Date = new Date()): COTEvent {
     createdAt: createdAt.toISOString(),
   }
 }
+
+/** A page of a list: `limit` 1–100 (default 10) and `page` from 1 (default 1), as Cotalker's list endpoints take them. */
+export const PageSchema = v.object({
+  limit: v.optional(
+    v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(100, 'must be at most 100')),
+    10,
+  ),
+  page: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1')), 1),
+})
 
 /** One HTTP attempt of a delivery. */
 export const AttemptSchema = v.object({

@@ -3,6 +3,7 @@ import * as v from 'valibot'
 import { ConflictError, NotFoundError, ValidationError } from './errors.js'
 import {
   ObjectIdSchema,
+  PageSchema,
   WebhookInputSchema,
   WebhookPatchSchema,
   checkContext,
@@ -69,12 +70,8 @@ export interface RegistryOptions {
 }
 
 const ListOptionsSchema = v.object({
+  ...PageSchema.entries,
   isActive: v.optional(v.boolean('must be true or false')),
-  limit: v.optional(
-    v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(100, 'must be at most 100')),
-    10,
-  ),
-  page: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1')), 1),
 })
 
 // Concurrent writes without __v are applied one after the other; this bounds how often one retries.

@@ -45,6 +45,9 @@ import { webhookApi, type WebhooksVariables } from 'cotwebhook/hono'
 import type { ConformanceOptions } from 'cotwebhook/testing'
 const hooks = createWebhooks()
 const api = webhookApi(hooks, { company: () => '625be93a286ef83c1c0e845f' })
+// The input types are real: a wrong trigger is a type error (this line fails the check if they decay to unknown).
+// @ts-expect-error 'nope' is not a trigger
+void hooks.registry.create('625be93a286ef83c1c0e845f', { name: 'n', code: 'c', trigger: 'nope', url: 'https://example.com' })
 export const names: [typeof api, COTWebhook | undefined, Store | undefined, WebhooksVariables | undefined, ConformanceOptions | undefined] = [api, undefined, undefined, undefined, undefined]
 `
 
