@@ -23,6 +23,13 @@ export interface DispatcherOptions {
   run: (claimed: ClaimedDelivery) => Promise<void>
   /** Where unexpected errors go (a store that failed, a bug); delivery goes on. */
   onError: (error: unknown) => void
+  /**
+   * Look at the store this often even without a kick, for work other processes enqueued or
+   * committed late (a host transaction). 0 turns it off. The timer never keeps a process alive.
+   */
+  pollIntervalMs: number
+  /** `false`: never claim (an emit-only engine); `drain()` then waits for other instances. */
+  claiming: boolean
 }
 
 /** The loop's handle. */
@@ -53,7 +60,7 @@ const MAX_TIMER_MS = 2_147_483_647
  * ```
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
-  const { store, concurrency, ordered, leaseMs, owner, now, run, onError } = options
+  const { store, concurrency, ordered, leaseMs, owner, now, run, onError, pollIntervalMs, claiming } = options
   const limit = pLimit(concurrency)
   const inFlight = new Set<Promise<void>>()
   let timer: ReturnType<typeof setTimeout> | undefined
@@ -87,7 +94,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     pumping = true
     try {
       let room = 0
-      do {
+      while (claiming && !closed) {
         again = false
         room = concurrency - limit.activeCount - limit.pendingCount
         if (room <= 0) break
@@ -96,9 +103,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         // A full batch may mean more is due.
         if (claimed.length === room) again = true
         room -= claimed.length
-      } while (again && !closed)
+        if (!again) break
+      }
       // Saturated: every completion kicks, no timer needed. Otherwise sleep until the next due time.
-      if (!closed && room > 0) {
+      if (claiming && !closed && room > 0) {
         const wake = await store.nextWakeAt(now(), ordered)
         if (wake === undefined) clearTimeout(timer)
         else arm(wake > now() ? wake - now() + 1 : RECHECK_MS)
@@ -122,6 +130,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     void pump()
   }
 
+  const poll = pollIntervalMs > 0 ? setInterval(kick, pollIntervalMs) : undefined
+  // A poll is a safety net, not pending work: it must not keep a Node or Bun process alive.
+  ;(poll as { unref?: () => void } | undefined)?.unref?.()
+
   kick()
 
   return {
@@ -138,6 +150,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
     async close() {
       closed = true
+      clearInterval(poll)
       clearTimeout(timer)
       timer = undefined
       await Promise.allSettled([...inFlight])

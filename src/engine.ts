@@ -9,7 +9,7 @@ import { objectId } from './object-id.js'
 import { createRegistry, type Registry } from './registry.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
 import type { FetchLike } from './sender.js'
-import type { NewDelivery, Store } from './store.js'
+import type { NewDelivery, PruneResult, Store } from './store.js'
 import type { UrlPolicy } from './url-guard.js'
 import { parse } from './validate.js'
 
@@ -35,12 +35,38 @@ export interface WebhooksOptions extends UrlPolicy {
   onError?: (error: unknown) => void
   /** The clock, in epoch ms. Default `Date.now`. */
   now?: () => number
+  /**
+   * Look at the store this often for deliveries other processes enqueued (or a host transaction
+   * committed). Stores with `watch` (PostgreSQL's LISTEN/NOTIFY) wake the engine sooner. 0: never. Default 1 000.
+   */
+  pollIntervalMs?: number
+  /** How long matched webhook lists and delivery targets are cached when the store cannot tell of other processes' writes. Default 5 000; 0: until this engine writes. */
+  cacheTtlMs?: number
+  /** `false`: this engine only emits and manages webhooks; other instances on the same store deliver. Default `true`. */
+  dispatch?: boolean
+  /** Keep final deliveries, their logs and idempotency keys this long, pruning in the background. Default: forever. */
+  retention?: RetentionOptions
+}
+
+/** Retention of final deliveries and logs. */
+export interface RetentionOptions {
+  /** Remove succeeded and failed deliveries (and their logs) last updated longer ago than this. */
+  maxAgeMs: number
+  /** How often to prune. Default 3 600 000 (hourly). */
+  intervalMs?: number
+  /** Rows per prune batch; batches are small so claims never wait long. Default 500. */
+  batchSize?: number
 }
 
 /** Options of `emit()`. */
 export interface EmitOptions {
   /** A key seen before (per company) makes this emit a no-op that returns the first emit's result. */
   idempotencyKey?: string
+  /**
+   * The host's open transaction, with a SQL store (a `pg` client inside `BEGIN`, or the SQLite
+   * connection inside `BEGIN`): the deliveries commit if and only if the host's own write does.
+   */
+  tx?: unknown
 }
 
 /** What `emit()` returns: the event's id and one delivery per matched webhook. */
@@ -73,6 +99,8 @@ export interface Webhooks {
   listLogs(company: string, webhookId: string, options?: LogPageOptions): Promise<{ logs: COTWebhookLog[]; count: number }>
   /** Resolves once every delivery is final: none pending, scheduled for a retry or in flight. */
   drain(): Promise<void>
+  /** Removes final deliveries, logs and idempotency keys older than `olderThanMs` (default: `retention.maxAgeMs`). */
+  prune(options?: { olderThanMs?: number }): Promise<PruneResult>
   /** Stops delivering: waits for attempts in flight, gives waiting retries back to the store. */
   close(): Promise<void>
 }
@@ -81,6 +109,7 @@ const EmitOptionsSchema = v.object({
   idempotencyKey: v.optional(
     v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty'), v.maxLength(256, 'must be at most 256 characters')),
   ),
+  tx: v.optional(v.unknown()),
 })
 
 /**
@@ -120,8 +149,13 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook:', error))
   const urlPolicy: UrlPolicy = { allowPrivateNetworks: options.allowPrivateNetworks ?? false }
 
-  const matcher = createMatcher({ store })
-  const registry = createRegistry({ store, urlPolicy, onChange: (company) => matcher.invalidate(company) })
+  const pollIntervalMs = nonNegativeInteger('pollIntervalMs', options.pollIntervalMs ?? 1_000)
+  const cacheTtlMs = nonNegativeInteger('cacheTtlMs', options.cacheTtlMs ?? (store.watch ? 0 : 5_000))
+  const retention = options.retention
+  if (retention) nonNegativeInteger('retention.maxAgeMs', retention.maxAgeMs)
+
+  const matcher = createMatcher({ store, cacheTtlMs })
+  const registry = createRegistry({ store, urlPolicy, cacheTtlMs, onChange: (company) => matcher.invalidate(company) })
   const shutdown = new AbortController()
   const context = {
     store,
@@ -147,7 +181,39 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     now,
     run: (claimed) => deliver(context, claimed),
     onError,
+    pollIntervalMs,
+    claiming: options.dispatch ?? true,
   })
+
+  // Other processes' writes: wake up for their deliveries, forget their webhooks' cached versions.
+  const watching = store.watch
+    ?.call(store, (change) => {
+      if (change.kind === 'deliveries') dispatcher.kick()
+      else {
+        matcher.invalidate(change.company)
+        registry.forget(change.id)
+      }
+    })
+    .catch((error: unknown) => {
+      onError(error)
+      return undefined
+    })
+
+  const prune = async (olderThanMs = retention?.maxAgeMs): Promise<PruneResult> => {
+    if (olderThanMs === undefined) throw new RangeError('prune() needs olderThanMs, or the retention option')
+    const before = now() - nonNegativeInteger('olderThanMs', olderThanMs)
+    const batch = retention?.batchSize ?? 500
+    const total: PruneResult = { deliveries: 0, events: 0, idempotencyKeys: 0 }
+    for (;;) {
+      const removed = await store.prune(before, batch)
+      total.deliveries += removed.deliveries
+      total.events += removed.events
+      total.idempotencyKeys += removed.idempotencyKeys
+      if (removed.deliveries < batch && removed.events < batch && removed.idempotencyKeys < batch) return total
+    }
+  }
+  const pruning = retention ? setInterval(() => void prune().catch(onError), retention.intervalMs ?? 3_600_000) : undefined
+  ;(pruning as { unref?: () => void } | undefined)?.unref?.()
 
   const listLogs = async (company: string, webhookId: string, page: LogPageOptions = {}) => {
     await registry.get(company, webhookId) // 404 for another company's webhook, 400 for a bad id
@@ -175,6 +241,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
         deliveries,
         now: at,
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        ...(emitOptions.tx === undefined ? {} : { tx: emitOptions.tx }),
       })
       if (!result.duplicate && result.deliveries.length) dispatcher.kick()
       return { eventId: result.eventId, deliveries: result.deliveries }
@@ -188,11 +255,21 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
 
     drain: () => dispatcher.drain(),
 
+    prune: (pruneOptions = {}) => prune(pruneOptions.olderThanMs),
+
     async close() {
       shutdown.abort(new Error('cotwebhook engine closed'))
+      clearInterval(pruning)
       await dispatcher.close()
+      const stop = await watching
+      await stop?.()
     },
   }
+}
+
+function nonNegativeInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) throw new RangeError(`${name} must be an integer ≥ 0, not ${String(value)}`)
+  return value
 }
 
 function positiveInteger(name: string, value: number): number {

@@ -1,5 +1,5 @@
 export { createWebhooks } from './engine.js'
-export type { EmitOptions, EmitResult, LogPageOptions, Webhooks, WebhooksOptions } from './engine.js'
+export type { EmitOptions, EmitResult, LogPageOptions, RetentionOptions, Webhooks, WebhooksOptions } from './engine.js'
 export { memoryStore } from './memory-store.js'
 export type { MemoryStoreOptions } from './memory-store.js'
 export { verifyWebhook, generateSecret, sign, importSecret, TIMESTAMP_TOLERANCE_SECONDS } from './signing.js'
@@ -69,7 +69,9 @@ export type {
   Lease,
   NewDelivery,
   Page,
+  PruneResult,
   Settlement,
+  StoreChange,
   Store,
   StoredWebhook,
   WebhookListQuery,

@@ -9,6 +9,8 @@ export interface MatcherOptions {
   store: Store
   /** How many (company, trigger) lists to keep. Default 10 000. */
   cacheSize?: number
+  /** Re-read a cached list after this long (other processes may have written webhooks); 0 keeps it until a write. Default 0. */
+  cacheTtlMs?: number
 }
 
 /** Finds the webhooks an event goes to. */
@@ -36,7 +38,10 @@ const FILTERS = Object.fromEntries(
  */
 export function createMatcher(options: MatcherOptions): Matcher {
   const { store } = options
-  const cache = new LRUCache<string, COTWebhook[]>({ max: options.cacheSize ?? 10_000 })
+  const cache = new LRUCache<string, COTWebhook[]>({
+    max: options.cacheSize ?? 10_000,
+    ...(options.cacheTtlMs ? { ttl: options.cacheTtlMs } : {}),
+  })
   // A write that lands while a list is being read must not leave the old list cached.
   const generation = new Map<string, number>()
 

@@ -8,6 +8,7 @@ import type {
   EnqueueResult,
   Lease,
   Page,
+  PruneResult,
   Settlement,
   Store,
   StoredWebhook,
@@ -43,7 +44,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const deliveries = new Map<string, Held>()
   const openByWebhook = new Map<string, string[]>() // open deliveries of a webhook, oldest first
   const allByWebhook = new Map<string, string[]>() // every delivery of a webhook, oldest first
-  const idempotency = new Map<string, EnqueueResult>()
+  const idempotency = new Map<string, { result: EnqueueResult; at: number }>()
   let openTotal = 0
   let tokenSeq = 0
   let enqueueSeq = 0
@@ -121,7 +122,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
       const key = input.idempotencyKey === undefined ? undefined : `${input.event.company}\0${input.idempotencyKey}`
       const seen = key === undefined ? undefined : idempotency.get(key)
-      if (seen) return { ...clone(seen), duplicate: true }
+      if (seen) return { ...clone(seen.result), duplicate: true }
+      if (input.tx !== undefined) throw new TypeError('memoryStore: emit(…, { tx }) needs a SQL store; the memory store has no transactions')
       const event = clone(input.event)
       for (const { id, webhookId } of input.deliveries) {
         const delivery: Delivery = {
@@ -144,7 +146,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         openTotal++
       }
       const result: EnqueueResult = { eventId: input.eventId, deliveries: clone(input.deliveries), duplicate: false }
-      if (key !== undefined) idempotency.set(key, clone(result))
+      if (key !== undefined) idempotency.set(key, { result: clone(result), at: input.now })
       return result
     },
 
@@ -216,6 +218,33 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     async getDelivery(company, id) {
       const held = deliveries.get(id)
       return held && held.delivery.company === company ? clone(held.delivery) : undefined
+    },
+
+    async prune(before, limit) {
+      const removed: PruneResult = { deliveries: 0, events: 0, idempotencyKeys: 0 }
+      for (const [webhookId, ids] of allByWebhook) {
+        // Oldest first: stop at the first delivery too new or still open, keeping the list in order.
+        let cut = 0
+        while (cut < ids.length && removed.deliveries < limit) {
+          const { delivery } = deliveries.get(ids[cut]!)!
+          if (delivery.state === 'pending' || delivery.updatedAt >= before) break
+          deliveries.delete(delivery.id)
+          removed.deliveries++
+          cut++
+        }
+        if (cut) ids.splice(0, cut)
+        if (!ids.length) allByWebhook.delete(webhookId)
+        if (removed.deliveries >= limit) break
+      }
+      for (const [key, entry] of idempotency) {
+        if (removed.idempotencyKeys >= limit) break
+        if (entry.at < before) {
+          idempotency.delete(key)
+          removed.idempotencyKeys++
+        }
+      }
+      // Events live inside their deliveries here: nothing else to remove.
+      return removed
     },
 
     async listDeliveries(company, webhookId, page) {

@@ -55,6 +55,8 @@ export interface RegistryInternals extends Registry {
   target(company: string, id: string): Promise<DeliveryTarget | undefined>
   /** Turns a webhook off for the engine's own reasons (a 410), whatever its version. */
   deactivate(company: string, id: string): Promise<void>
+  /** Drops a cached delivery target (another process wrote the webhook). */
+  forget(id: string): void
 }
 
 /** Options of {@link createRegistry}. */
@@ -67,6 +69,8 @@ export interface RegistryOptions {
   onChange: (company: string, id: string) => void
   /** How many delivery targets to keep imported. Default 10 000. */
   cacheSize?: number
+  /** Re-read a cached target after this long (other processes may have written it); 0 keeps it until a write. Default 0. */
+  cacheTtlMs?: number
 }
 
 const ListOptionsSchema = v.object({
@@ -88,7 +92,10 @@ const MAX_WRITE_RETRIES = 8
  */
 export function createRegistry(options: RegistryOptions): RegistryInternals {
   const { store, urlPolicy, onChange } = options
-  const targets = new LRUCache<string, DeliveryTarget>({ max: options.cacheSize ?? 10_000 })
+  const targets = new LRUCache<string, DeliveryTarget>({
+    max: options.cacheSize ?? 10_000,
+    ...(options.cacheTtlMs ? { ttl: options.cacheTtlMs } : {}),
+  })
 
   const changed = (company: string, id: string) => {
     targets.delete(id)
@@ -194,6 +201,10 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       const target = { webhook: record.webhook, keys: await Promise.all(record.secrets.map(importSecret)) }
       targets.set(id, target)
       return target
+    },
+
+    forget(id) {
+      targets.delete(id)
     },
 
     async deactivate(company, id) {

@@ -47,6 +47,12 @@ export interface EnqueueInput {
   idempotencyKey?: string
   /** Now: the deliveries' `createdAt`, and when their first attempt is due. */
   now: number
+  /**
+   * The host's open transaction (a store-specific handle, such as a `pg` client inside `BEGIN`):
+   * the deliveries are written through it, so they commit if and only if the host's write commits.
+   * A store that cannot take part in the host's transaction rejects a `tx` it does not understand.
+   */
+  tx?: unknown
 }
 
 /** What `enqueue` returns. */
@@ -139,6 +145,23 @@ export interface Settlement {
   holdUntil?: number
 }
 
+/** What changed in a shared store, as told to `watch` listeners. */
+export type StoreChange =
+  /** Deliveries were enqueued or handed back: there may be work to claim. */
+  | { kind: 'deliveries' }
+  /** A webhook was written: caches over it are stale. */
+  | { kind: 'webhook'; company: string; id: string }
+
+/** How many rows one `prune` call removed. */
+export interface PruneResult {
+  /** Final (succeeded or failed) deliveries, with their logs. */
+  deliveries: number
+  /** Events no delivery refers to any more. */
+  events: number
+  /** Idempotency keys. */
+  idempotencyKeys: number
+}
+
 /** A page of rows and the total they were cut from. */
 export interface Page<T> {
   /** The rows of the page. */
@@ -194,4 +217,15 @@ export interface Store {
   getDelivery(company: string, id: string): Promise<Delivery | undefined>
   /** A webhook's deliveries, newest first, paged. */
   listDeliveries(company: string, webhookId: string, page: { limit: number; offset: number }): Promise<Page<Delivery>>
+  /**
+   * Removes at most `limit` final deliveries last updated before `before` (and the events and
+   * idempotency keys older than it that nothing refers to). Pending deliveries are never removed.
+   * Small batches keep it from blocking claims.
+   */
+  prune(before: number, limit: number): Promise<PruneResult>
+  /**
+   * Optional, for stores shared by several processes: calls `listener` when another writer (or this
+   * one) enqueued deliveries or wrote a webhook. Resolves to a function that stops listening.
+   */
+  watch?(listener: (change: StoreChange) => void): Promise<() => Promise<void>>
 }
