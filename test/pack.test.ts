@@ -57,10 +57,10 @@ describe('npm pack', () => {
     const { stdout: packed } = await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root })
     const [{ filename, files }] = JSON.parse(packed) as [{ filename: string; files: { path: string }[] }]
     const paths = files.map((f) => f.path)
-    expect(paths).toContain('dist/index.js')
-    expect(paths).toContain('dist/index.d.ts')
-    expect(paths).toContain('dist/hono/index.js')
-    expect(paths).toContain('dist/testing/index.js')
+    expect(paths).toContain('dist/src/index.js')
+    expect(paths).toContain('dist/src/index.d.ts')
+    expect(paths).toContain('dist/src/hono/index.js')
+    expect(paths).toContain('dist/src/testing/index.js')
     expect(paths.some((p) => p.startsWith('src/') || p.startsWith('test/'))).toBe(false)
 
     await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))

@@ -24,6 +24,7 @@ export const CONFORMANCE_CASES = [
   'releases a lease without an attempt',
   'tells when the next delivery becomes claimable',
   'lists a webhook’s deliveries newest first with pages',
+  'prunes old final deliveries and keys, never open ones',
 ] as const
 
 /** One case name of {@link CONFORMANCE_CASES}. */
@@ -320,6 +321,29 @@ export function runStoreConformance(options: ConformanceOptions): void {
       const last = await store.listDeliveries(A, w, { limit: 2, offset: 4 })
       expect(last.items.map((d) => d.id)).toEqual([ids[0]])
       expect((await store.listDeliveries(B, w, { limit: 10, offset: 0 })).items).toEqual([])
+    })
+
+    test('prunes old final deliveries and keys, never open ones', async () => {
+      const w = await hook()
+      const ids: string[] = []
+      for (let i = 0; i < 4; i++) ids.push((await enqueue([w], i, { idempotencyKey: `k${i}` })).deliveries[0]!.id)
+      // Finish the first three at t=10, 20, 30 (ordered claims hand them out one by one); the fourth stays open.
+      for (const at of [10, 20, 30]) {
+        const [c] = await claim(at, { ordered: true })
+        await store.settle(c!.lease, { now: at, state: at === 20 ? 'failed' : 'succeeded', response: '' })
+      }
+      const first = await store.prune(25, 1)
+      expect(first.deliveries).toBe(1)
+      const second = await store.prune(25, 100)
+      expect(second.deliveries).toBe(1)
+      expect(second.idempotencyKeys + first.idempotencyKeys).toBe(4) // all keys were made before 25
+      const left = await store.listDeliveries(A, w, { limit: 10, offset: 0 })
+      expect(left.items.map((d) => d.id)).toEqual([ids[3], ids[2]])
+      expect(await store.openCount()).toBe(1)
+      expect((await store.prune(1_000, 100)).deliveries).toBe(1) // the one finished at 30; the open one stays
+      expect((await store.listDeliveries(A, w, { limit: 10, offset: 0 })).items.map((d) => d.id)).toEqual([ids[3]])
+      // A pruned idempotency key no longer deduplicates.
+      expect((await enqueue([w], 2_000, { idempotencyKey: 'k0' })).duplicate).toBe(false)
     })
   })
 }

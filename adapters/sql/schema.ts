@@ -1,0 +1,161 @@
+import type { Delivery, StoredWebhook } from 'cotwebhook'
+
+/**
+ * The one schema the SQL stores share: the same tables, columns and indexes on SQLite and
+ * PostgreSQL, written in each dialect's types. Times are epoch milliseconds.
+ */
+
+/** Bumped when a migration changes the tables; stores refuse to run on another version. */
+export const SCHEMA_VERSION = 1
+
+export type Dialect = 'sqlite' | 'postgres'
+
+/** Table names, prefixed (and schema-qualified on PostgreSQL). */
+export interface Tables {
+  meta: string
+  webhooks: string
+  events: string
+  deliveries: string
+  idempotency: string
+  /** Prefix for index names (unqualified). */
+  index: string
+}
+
+/** Table names for a prefix and, on PostgreSQL, a schema. */
+export function tables(prefix: string, schema?: string): Tables {
+  if (!/^[a-z_][a-z0-9_]*$/.test(prefix)) throw new RangeError(`table prefix "${prefix}" must be lowercase letters, digits and underscores`)
+  if (schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(schema)) throw new RangeError(`schema "${schema}" must be lowercase letters, digits and underscores`)
+  const q = (name: string) => (schema ? `"${schema}".${prefix}${name}` : `${prefix}${name}`)
+  return {
+    meta: q('meta'),
+    webhooks: q('webhooks'),
+    events: q('events'),
+    deliveries: q('deliveries'),
+    idempotency: q('idempotency'),
+    index: prefix,
+  }
+}
+
+/** The DDL of the schema, one statement per entry, safe to run again. */
+export function schemaStatements(dialect: Dialect, t: Tables): string[] {
+  const pg = dialect === 'postgres'
+  const serial = pg ? 'BIGSERIAL PRIMARY KEY' : 'INTEGER PRIMARY KEY AUTOINCREMENT'
+  const int = pg ? 'BIGINT' : 'INTEGER'
+  const json = pg ? 'JSONB' : 'TEXT'
+  const bool = pg ? 'BOOLEAN' : 'INTEGER'
+  const active = pg ? 'is_active' : 'is_active = 1'
+  return [
+    `CREATE TABLE IF NOT EXISTS ${t.meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS ${t.webhooks} (
+      seq ${serial},
+      id TEXT NOT NULL UNIQUE,
+      company TEXT NOT NULL,
+      code TEXT NOT NULL,
+      trigger TEXT NOT NULL,
+      is_active ${bool} NOT NULL,
+      version ${int} NOT NULL,
+      doc ${json} NOT NULL,
+      secrets ${json} NOT NULL,
+      UNIQUE (company, code)
+    )`,
+    // Matching reads one company's active webhooks of one trigger.
+    `CREATE INDEX IF NOT EXISTS ${t.index}webhooks_match ON ${t.webhooks} (company, trigger, seq) WHERE ${active}`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}webhooks_company ON ${t.webhooks} (company, seq)`,
+    `CREATE TABLE IF NOT EXISTS ${t.events} (
+      id TEXT PRIMARY KEY,
+      company TEXT NOT NULL,
+      body ${json} NOT NULL,
+      created_at ${int} NOT NULL
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${t.deliveries} (
+      seq ${serial},
+      id TEXT NOT NULL UNIQUE,
+      company TEXT NOT NULL,
+      webhook_id TEXT NOT NULL,
+      event_id TEXT NOT NULL,
+      state TEXT NOT NULL,
+      attempts ${json} NOT NULL,
+      status INTEGER,
+      response TEXT NOT NULL,
+      created_at ${int} NOT NULL,
+      updated_at ${int} NOT NULL,
+      next_attempt_at ${int},
+      lease_token TEXT,
+      lease_until ${int}
+    )`,
+    // Claims scan open deliveries by due time; the head check probes a webhook's open queue.
+    `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_due ON ${t.deliveries} (next_attempt_at, seq) WHERE state = 'pending'`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_queue ON ${t.deliveries} (webhook_id, seq) WHERE state = 'pending'`,
+    // Logs: a webhook's deliveries newest first. Pruning: old final ones; events by reference.
+    `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_log ON ${t.deliveries} (webhook_id, seq)`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_final ON ${t.deliveries} (updated_at) WHERE state <> 'pending'`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_event ON ${t.deliveries} (event_id)`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}events_created ON ${t.events} (created_at)`,
+    `CREATE TABLE IF NOT EXISTS ${t.idempotency} (
+      company TEXT NOT NULL,
+      key TEXT NOT NULL,
+      result ${json} NOT NULL,
+      created_at ${int} NOT NULL,
+      PRIMARY KEY (company, key)
+    )`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}idempotency_created ON ${t.idempotency} (created_at)`,
+  ]
+}
+
+/** The message of a store whose schema is missing or from another version. */
+export function schemaError(store: string, found: string | undefined): Error {
+  return new Error(
+    found === undefined
+      ? `${store}: the cotwebhook tables do not exist; call \`await store.migrate()\` once before use`
+      : `${store}: the cotwebhook schema is at version ${found}, this version of cotwebhook needs ${SCHEMA_VERSION}; call \`await store.migrate()\``,
+  )
+}
+
+/** A delivery row as both dialects select it (JSON columns already parsed or as text). */
+export interface DeliveryRow {
+  id: string
+  company: string
+  webhook_id: string
+  event_id: string
+  state: string
+  attempts: unknown
+  status: number | string | null
+  response: string
+  created_at: number | string
+  updated_at: number | string
+  next_attempt_at: number | string | null
+  event: unknown
+}
+
+/** A webhook row. */
+export interface WebhookRow {
+  doc: unknown
+  secrets: unknown
+}
+
+const parsed = <T>(value: unknown): T => (typeof value === 'string' ? JSON.parse(value) : value) as T
+// PostgreSQL returns BIGINT as text; both fit a double (epoch milliseconds).
+const num = (value: number | string): number => Number(value)
+
+/** Row -> Delivery. */
+export function toDelivery(row: DeliveryRow): Delivery {
+  return {
+    id: row.id,
+    company: row.company,
+    webhookId: row.webhook_id,
+    eventId: row.event_id,
+    event: parsed(row.event),
+    state: row.state as Delivery['state'],
+    attempts: parsed(row.attempts),
+    status: row.status === null ? null : num(row.status),
+    response: row.response,
+    createdAt: num(row.created_at),
+    updatedAt: num(row.updated_at),
+    nextAttemptAt: row.next_attempt_at === null ? null : num(row.next_attempt_at),
+  }
+}
+
+/** Row -> StoredWebhook. */
+export function toStoredWebhook(row: WebhookRow): StoredWebhook {
+  return { webhook: parsed(row.doc), secrets: parsed(row.secrets) }
+}
