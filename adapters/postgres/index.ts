@@ -1,1 +1,2 @@
-export {}
+export { postgresStore } from './postgres-store.js'
+export type { PgPool, PgPoolClient, PgQueryable, PostgresStore, PostgresStoreOptions } from './postgres-store.js'

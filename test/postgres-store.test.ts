@@ -1,0 +1,130 @@
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+import { runStoreConformance } from 'cotwebhook/testing'
+import { postgresStore, type PostgresStore } from 'cotwebhook/postgres'
+import { COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
+import { PG_URL, dropSchema, postgresAvailable, schemaName } from './helpers/postgres.js'
+import { startReceiver, until } from './helpers/receiver.js'
+
+const available = await postgresAvailable('postgres store suites')
+const pool = new pg.Pool({ connectionString: PG_URL, max: 12 })
+const schemas = new Map<PostgresStore, string>()
+afterAll(async () => {
+  await pool.end()
+})
+
+const fresh = async () => {
+  const schema = schemaName()
+  const store = postgresStore(pool, { schema })
+  await store.migrate()
+  schemas.set(store, schema)
+  return store
+}
+const dispose = async (store: PostgresStore) => {
+  await store.close()
+  await dropSchema(pool, schemas.get(store)!)
+}
+
+describe.skipIf(!available)('PostgreSQL', () => {
+  runStoreConformance({ name: 'postgres (pg.Pool, FOR UPDATE SKIP LOCKED)', create: fresh, cleanup: (s) => dispose(s as PostgresStore) })
+
+  describe('the PostgreSQL store', () => {
+    it('refuses to run before migrate(), and migrate() is safe to run concurrently', async () => {
+      const schema = schemaName()
+      const store = postgresStore(pool, { schema })
+      await expect(store.openCount()).rejects.toThrow('postgresStore: the cotwebhook tables do not exist; call `await store.migrate()`')
+      await Promise.all([store.migrate(), postgresStore(pool, { schema }).migrate(), postgresStore(pool, { schema }).migrate()])
+      expect(await store.openCount()).toBe(0)
+      await dropSchema(pool, schema)
+    })
+
+    it('wakes another engine through LISTEN/NOTIFY, long before its poll', async () => {
+      const receiver = await startReceiver()
+      const store = await fresh()
+      try {
+        const emitter = engine({ store, dispatch: false })
+        const worker = engine({ store: postgresStore(pool, { schema: schemas.get(store)! }), pollIntervalMs: 0 })
+        await emitter.registry.create(COMPANY, taskWebhook(receiver.url))
+        await new Promise((r) => setTimeout(r, 200)) // the worker's LISTEN is up
+        const started = performance.now()
+        const { deliveries } = await emitter.emit(taskEvent())
+        await until(() => receiver.requests.length === 1, 3_000, 'the notified delivery')
+        expect(performance.now() - started).toBeLessThan(2_000)
+        expect(receiver.requests[0]!.headers['webhook-id']).toBe(deliveries[0]!.id)
+        await emitter.drain() // an emit-only engine's drain waits for the worker's deliveries
+        expect(await store.openCount()).toBe(0)
+      } finally {
+        await closeAll()
+        await receiver.close()
+        await dispose(store)
+      }
+    })
+
+    it('tells other engines of webhook writes, so their caches follow', async () => {
+      const store = await fresh()
+      try {
+        const a = engine({ store, dispatch: false })
+        const b = engine({ store: postgresStore(pool, { schema: schemas.get(store)! }), dispatch: false, cacheTtlMs: 0 })
+        const { webhook } = await a.registry.create(COMPANY, taskWebhook('http://127.0.0.1:9/x'))
+        expect((await b.emit(taskEvent())).deliveries).toHaveLength(1) // b caches the list
+        await a.registry.update(COMPANY, webhook._id, { isActive: false })
+        await until(async () => (await b.emit(taskEvent())).deliveries.length === 0, 3_000, 'b to see the deactivation')
+      } finally {
+        await closeAll()
+        await dispose(store)
+      }
+    })
+  })
+
+  describe('the transactional outbox on PostgreSQL', () => {
+    it('delivers only what the host transaction committed', async () => {
+      const receiver = await startReceiver()
+      const store = await fresh()
+      const schema = schemas.get(store)!
+      try {
+        await pool.query(`CREATE TABLE "${schema}".tasks (id TEXT PRIMARY KEY, name TEXT)`)
+        const hooks = engine({ store })
+        const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+        const client = await pool.connect()
+        await client.query('BEGIN')
+        await client.query(`INSERT INTO "${schema}".tasks VALUES ('t1', 'rolled back')`)
+        const rolledBack = await hooks.emit(taskEvent(1), { tx: client })
+        await client.query('ROLLBACK')
+        await client.query('BEGIN')
+        await client.query(`INSERT INTO "${schema}".tasks VALUES ('t2', 'committed')`)
+        const committed = await hooks.emit(taskEvent(2), { tx: client })
+        expect(await store.openCount()).toBe(0)
+        await client.query('COMMIT')
+        client.release()
+        await until(() => receiver.requests.length === 1, 5_000, 'the committed delivery')
+        await hooks.drain()
+        expect(receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([committed.deliveries[0]!.id])
+        expect(await store.getDelivery(COMPANY, rolledBack.deliveries[0]!.id)).toBeUndefined()
+        expect((await hooks.logs(COMPANY, webhook._id)).map((l) => l._id)).toEqual([committed.deliveries[0]!.id])
+      } finally {
+        await closeAll()
+        await receiver.close()
+        await dispose(store)
+      }
+    })
+
+    it('leaves the host transaction usable when the enqueue fails, and refuses a tx that is not a client', async () => {
+      const store = await fresh()
+      try {
+        const hooks = engine({ store, dispatch: false })
+        await hooks.registry.create(COMPANY, taskWebhook('http://127.0.0.1:9/x'))
+        await expect(hooks.emit(taskEvent(), { tx: {} })).rejects.toThrow('postgresStore: emit(…, { tx }) takes the pg client')
+        const client = await pool.connect()
+        await client.query('BEGIN')
+        const broken = { query: (text: string, values?: unknown[]) => (text.startsWith('INSERT INTO') && text.includes('events') ? Promise.reject(new Error('boom')) : client.query(text, values)) }
+        await expect(hooks.emit(taskEvent(), { tx: broken })).rejects.toThrow('boom')
+        await expect(client.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] })
+        await client.query('ROLLBACK')
+        client.release()
+      } finally {
+        await closeAll()
+        await dispose(store)
+      }
+    })
+  })
+})
