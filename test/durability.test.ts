@@ -1,0 +1,158 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createWebhooks, objectId, type Store } from 'cotwebhook'
+import { postgresStore } from 'cotwebhook/postgres'
+import { sqliteStore } from 'cotwebhook/sqlite'
+import { COMPANY } from './helpers/fixtures.js'
+import { PG_URL, dropSchema, postgresAvailable, schemaName } from './helpers/postgres.js'
+import { startReceiver, until, type Receiver } from './helpers/receiver.js'
+import { spawnHost } from './helpers/spawn-host.js'
+
+const pgUp = await postgresAvailable('durability suites on PostgreSQL')
+const dir = mkdtempSync(join(tmpdir(), 'cotwebhook-crash-'))
+const pool = new pg.Pool({ connectionString: PG_URL, max: 4 })
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true })
+  await pool.end()
+})
+
+type Kind = 'sqlite' | 'postgres'
+const open = (kind: Kind, db: string): Store & { migrate(): Promise<void>; close(): Promise<void> } =>
+  kind === 'postgres' ? postgresStore(pool, { schema: db }) : sqliteStore(db)
+
+/** Registers one task webhook per task group on the store and returns the groups. */
+async function setUp(kind: Kind, db: string, receiver: Receiver, webhooks: number) {
+  const store = open(kind, db)
+  await store.migrate()
+  const hooks = createWebhooks({ store, dispatch: false, allowPrivateNetworks: true, pollIntervalMs: 0 })
+  const groups: string[] = []
+  for (let i = 0; i < webhooks; i++) {
+    const taskGroup = objectId()
+    groups.push(taskGroup)
+    await hooks.registry.create(COMPANY, {
+      name: `queue ${i}`, code: `queue_${i}`, trigger: 'create-edit-delete-task', url: `${receiver.url}/${taskGroup}`, context: { taskGroup },
+    })
+  }
+  return { store, hooks, groups }
+}
+
+/** Per webhook, the task numbers in order of first arrival must be increasing. */
+function orderBreaks(receiver: Receiver): number {
+  const seen = new Set<string>()
+  const last = new Map<string, number>()
+  let breaks = 0
+  for (const r of receiver.requests) {
+    const id = r.headers['webhook-id']!
+    if (seen.has(id)) continue
+    seen.add(id)
+    const n = (JSON.parse(r.body) as { data: { n: number } }).data.n
+    if ((last.get(r.path) ?? -1) > n) breaks++
+    last.set(r.path, n)
+  }
+  return breaks
+}
+
+async function crashAndRestart(kind: Kind, db: string) {
+  // Slow enough that all 1,000 emits are acknowledged while most deliveries are still to come.
+  const receiver = await startReceiver(() => ({ status: 200, delayMs: 50 }))
+  try {
+    const { store, hooks, groups } = await setUp(kind, db, receiver, 10)
+    await hooks.close()
+    const env = { STORE: kind, DB: db, COMPANY, GROUPS: groups.join(','), EVENTS: '1000' }
+
+    const first = spawnHost({ ...env, MODE: 'emit', INSTANCE: 'first' })
+    await until(() => first.lines.includes('emitted') && receiver.requests.length >= 100, 60_000, 'every emit acknowledged')
+    first.child.kill('SIGKILL')
+    await first.exited
+    const accepted = first.lines.filter((l) => l.startsWith('accepted ')).map((l) => l.slice('accepted '.length))
+    const beforeKill = receiver.requests.length
+
+    const second = spawnHost({ ...env, MODE: 'work', INSTANCE: 'second' })
+    expect(await second.exited).toBe(0)
+    expect(second.lines).toContain('drained')
+
+    const distinct = new Set(receiver.requests.map((r) => r.headers['webhook-id']!))
+    const missing = accepted.filter((id) => !distinct.has(id))
+    const duplicates = receiver.requests.length - distinct.size
+    let stored = 0
+    for (const webhook of (await hooks.registry.list(COMPANY, { limit: 100 })).webhooks) {
+      stored += (await store.listDeliveries(COMPANY, webhook._id, { limit: 1, offset: 0 })).count
+    }
+    console.log(
+      `crash test (${kind}): ${accepted.length} emits acknowledged before SIGKILL at ${beforeKill} requests; ` +
+        `after restart ${distinct.size} distinct deliveries received of ${stored} stored, ${missing.length} missing, ` +
+        `${duplicates} duplicates, ${orderBreaks(receiver)} per-webhook order breaks`,
+    )
+    expect(accepted).toHaveLength(1_000)
+    expect(beforeKill).toBeLessThan(900) // killed mid-flight
+    expect(missing).toEqual([])
+    expect(distinct.size).toBe(stored)
+    expect(await store.openCount()).toBe(0)
+    expect(orderBreaks(receiver)).toBe(0)
+    expect(receiver.requests.some((r) => r.headers['x-instance'] === 'second')).toBe(true)
+    await store.close()
+  } finally {
+    await receiver.close()
+  }
+}
+
+describe('a host killed with SIGKILL mid-flight and restarted', () => {
+  it('loses nothing on SQLite', async () => {
+    await crashAndRestart('sqlite', join(dir, 'crash.db'))
+  }, 90_000)
+
+  it.skipIf(!pgUp)('loses nothing on PostgreSQL', async () => {
+    const schema = schemaName()
+    try {
+      await crashAndRestart('postgres', schema)
+    } finally {
+      await dropSchema(pool, schema)
+    }
+  }, 90_000)
+})
+
+describe.skipIf(!pgUp)('two instances on one PostgreSQL', () => {
+  it('deliver 2,000 deliveries over 20 webhooks once each in order, one of them killed midway', async () => {
+    const schema = schemaName()
+    const receiver = await startReceiver(() => ({ status: 200, delayMs: 2 }))
+    try {
+      const { store, hooks, groups } = await setUp('postgres', schema, receiver, 20)
+      const enqueued = new Set<string>()
+      for (let n = 0; n < 2_000; n++) {
+        const { deliveries } = await hooks.emit({ company: COMPANY, type: 'COTTask', event: 'create', data: { _id: COMPANY, n, taskGroup: groups[n % 20]! } })
+        for (const d of deliveries) enqueued.add(d.id)
+      }
+      await hooks.close()
+      expect(enqueued.size).toBe(2_000)
+      const env = { STORE: 'postgres', DB: schema, MODE: 'work' }
+      const a = spawnHost({ ...env, INSTANCE: 'a' })
+      const b = spawnHost({ ...env, INSTANCE: 'b' })
+      await until(() => receiver.requests.filter((r) => r.headers['x-instance'] === 'a').length >= 200, 60_000, 'instance a to deliver')
+      a.child.kill('SIGKILL')
+      await a.exited
+      expect(await b.exited).toBe(0)
+
+      const distinct = new Set(receiver.requests.map((r) => r.headers['webhook-id']!))
+      const byInstance = { a: 0, b: 0 }
+      for (const r of receiver.requests) byInstance[r.headers['x-instance'] as 'a' | 'b']++
+      const duplicates = receiver.requests.length - distinct.size
+      console.log(
+        `two instances (postgres): ${distinct.size} of ${enqueued.size} delivered, a sent ${byInstance.a} (killed), b sent ${byInstance.b}, ` +
+          `${duplicates} duplicates, ${orderBreaks(receiver)} per-webhook order breaks`,
+      )
+      expect([...enqueued].every((id) => distinct.has(id))).toBe(true)
+      expect(distinct.size).toBe(2_000)
+      expect(orderBreaks(receiver)).toBe(0)
+      expect(byInstance.a).toBeGreaterThan(0)
+      expect(byInstance.b).toBeGreaterThan(0)
+      expect(await store.openCount()).toBe(0)
+      await store.close()
+    } finally {
+      await receiver.close()
+      await dropSchema(pool, schema)
+    }
+  }, 120_000)
+})
