@@ -35,6 +35,10 @@ export interface DeliverContext {
   now: () => number
   /** Aborted by `close()`: waits end and leases are given back. */
   signal: AbortSignal
+  /** The global limit on requests in flight: every send goes through it, waits do not. */
+  sends: <T>(send: () => Promise<T>) => Promise<T>
+  /** Told when a run starts (+1) and stops (-1) waiting between attempts, so its slot can be used. */
+  waiting: (delta: 1 | -1) => void
 }
 
 class FailedAttempt extends Error {
@@ -82,7 +86,7 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
           await settle({ state: 'failed', response: `not sent: ${(error as Error).message}` })
           throw new AbortError(new Settled())
         }
-        const result = await sendAttempt({
+        const result = await ctx.sends(() => sendAttempt({
           url: target.webhook.url,
           id: delivery.id,
           body,
@@ -92,7 +96,7 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
           maxRetryAfterMs: ctx.maxRetryAfterMs,
           fetch: ctx.fetch,
           now: ctx.now,
-        })
+        }))
         made++
         if (result.outcome === 'success') {
           await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
@@ -125,7 +129,12 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
             throw new Settled()
           }
           await settle({ state: 'pending', attempt, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
-          await sleep(delay, ctx.signal)
+          ctx.waiting(1)
+          try {
+            await sleep(delay, ctx.signal)
+          } finally {
+            ctx.waiting(-1)
+          }
         },
       },
     )

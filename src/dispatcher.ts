@@ -1,16 +1,15 @@
-import pLimit from 'p-limit'
 import type { ClaimedDelivery, Store } from './store.js'
 
 /**
- * The delivery loop: claim due deliveries up to the free concurrency, run each under the global
- * limit, and sleep until the store says the next one is due. It keeps no queue of its own: the store
- * is the queue, so whatever is pending survives this process.
+ * The delivery loop: claim due deliveries while there is room to send, run each, and sleep until the
+ * store says the next one is due. It keeps no queue of its own: the store is the queue, so whatever
+ * is pending survives this process.
  */
 
 /** Options of {@link createDispatcher}. */
 export interface DispatcherOptions {
   store: Store
-  /** Deliveries in flight at once, across all webhooks. */
+  /** Requests in flight at once, across all webhooks: runs that are not waiting for a retry. */
   concurrency: number
   /** Per-webhook first-in-first-out. */
   ordered: boolean
@@ -21,6 +20,8 @@ export interface DispatcherOptions {
   now: () => number
   /** Runs one claimed delivery to its end (or hand-back). */
   run: (claimed: ClaimedDelivery) => Promise<void>
+  /** How many runs are waiting between attempts right now (they need no send slot meanwhile). */
+  waiting: () => number
   /** Where unexpected errors go (a store that failed, a bug); delivery goes on. */
   onError: (error: unknown) => void
   /**
@@ -34,11 +35,11 @@ export interface DispatcherOptions {
 
 /** The loop's handle. */
 export interface Dispatcher {
-  /** Look for due work now (after an enqueue). */
+  /** Look for due work now (after an enqueue, or when a run starts waiting). */
   kick(): void
   /** Resolves once no delivery is open in the store and none is in flight here. */
   drain(): Promise<void>
-  /** Stops claiming and waits for the attempts in flight. */
+  /** Stops claiming, then waits for the runs in flight (waiting ones give their delivery back). */
   close(): Promise<void>
 }
 
@@ -49,6 +50,8 @@ const RECHECK_MS = 25
 const STORE_ERROR_BACKOFF_MS = 1_000
 // setTimeout's largest delay.
 const MAX_TIMER_MS = 2_147_483_647
+// Runs waiting for a retry hold a lease and a little memory each; this many per send slot at most.
+const HELD_PER_SLOT = 32
 
 /**
  * Creates the loop and starts it, so deliveries already pending in the store are resumed.
@@ -56,15 +59,15 @@ const MAX_TIMER_MS = 2_147_483_647
  * @example
  * ```ts
  * const dispatcher = createDispatcher({ store, concurrency: 32, ordered: true, leaseMs: 60_000,
- *   owner: 'a', now: Date.now, run: (c) => deliver(ctx, c), onError: console.error })
+ *   owner: 'a', now: Date.now, run: (c) => deliver(ctx, c), waiting: () => 0, onError: console.error,
+ *   pollIntervalMs: 1_000, claiming: true })
  * ```
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
-  const { store, concurrency, ordered, leaseMs, owner, now, run, onError, pollIntervalMs, claiming } = options
-  const limit = pLimit(concurrency)
-  const inFlight = new Set<Promise<void>>()
+  const { store, concurrency, ordered, leaseMs, owner, now, run, waiting, onError, pollIntervalMs, claiming } = options
+  const runs = new Set<Promise<void>>()
   let timer: ReturnType<typeof setTimeout> | undefined
-  let pumping = false
+  let pumping: Promise<void> | undefined
   let again = false
   let closed = false
   let waiters: (() => void)[] = []
@@ -80,33 +83,37 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     timer = closed ? undefined : setTimeout(kick, Math.min(Math.max(0, delay), MAX_TIMER_MS))
   }
 
+  // Room to claim: free send slots (waiting runs need none), within the bound on runs held.
+  const room = () => Math.min(concurrency - (runs.size - waiting()), concurrency * HELD_PER_SLOT - runs.size)
+
   const track = (claimed: ClaimedDelivery) => {
-    const task = limit(() => run(claimed))
+    const task: Promise<void> = run(claimed)
       .catch(onError)
       .finally(() => {
-        inFlight.delete(task)
+        runs.delete(task)
         kick()
       })
-    inFlight.add(task)
+    runs.add(task)
   }
 
   async function pump() {
-    pumping = true
+    // Yield first, so `pumping` is set before this run can end and clear it.
+    await null
+    let free = 0
     try {
-      let room = 0
       while (claiming && !closed) {
         again = false
-        room = concurrency - limit.activeCount - limit.pendingCount
-        if (room <= 0) break
-        const claimed = await store.claim({ now: now(), limit: room, leaseMs, owner, ordered })
+        const want = room()
+        free = Math.max(0, want)
+        if (want <= 0) break
+        const claimed = await store.claim({ now: now(), limit: want, leaseMs, owner, ordered })
         for (const c of claimed) track(c)
-        // A full batch may mean more is due.
-        if (claimed.length === room) again = true
-        room -= claimed.length
-        if (!again) break
+        free = want - claimed.length
+        // A full batch may mean more is due; so does a kick that came meanwhile.
+        if (claimed.length < want && !again) break
       }
-      // Saturated: every completion kicks, no timer needed. Otherwise sleep until the next due time.
-      if (claiming && !closed && room > 0) {
+      // No room: every completion or wait kicks, no timer needed. Otherwise sleep until the next due time.
+      if (claiming && !closed && free > 0) {
         const wake = await store.nextWakeAt(now(), ordered)
         if (wake === undefined) clearTimeout(timer)
         else arm(wake > now() ? wake - now() + 1 : RECHECK_MS)
@@ -115,7 +122,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       onError(error)
       arm(STORE_ERROR_BACKOFF_MS)
     } finally {
-      pumping = false
+      pumping = undefined
       notify()
       if (again && !closed) kick()
     }
@@ -127,7 +134,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       again = true
       return
     }
-    void pump()
+    pumping = pump()
   }
 
   const poll = pollIntervalMs > 0 ? setInterval(kick, pollIntervalMs) : undefined
@@ -140,11 +147,23 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     kick,
 
     async drain() {
+      // Work other processes finish wakes nobody here: look at the store again at least this often.
+      const recheck = pollIntervalMs > 0 ? pollIntervalMs : 1_000
       for (;;) {
-        if (inFlight.size) await Promise.allSettled([...inFlight])
-        else if (closed || (await store.openCount()) === 0) {
-          if (!inFlight.size) return
-        } else await new Promise<void>((resolve) => waiters.push(resolve))
+        if (runs.size) {
+          await Promise.allSettled([...runs])
+          continue
+        }
+        if (closed || (await store.openCount()) === 0) {
+          if (!runs.size) return
+          continue
+        }
+        let wake: ReturnType<typeof setTimeout> | undefined
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve)
+          wake = setTimeout(resolve, recheck)
+        })
+        clearTimeout(wake)
       }
     },
 
@@ -153,7 +172,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       clearInterval(poll)
       clearTimeout(timer)
       timer = undefined
-      await Promise.allSettled([...inFlight])
+      // A claim under way when we closed still hands out deliveries: let it finish, then wait for them.
+      while (pumping || runs.size) {
+        await pumping
+        await Promise.allSettled([...runs])
+      }
       notify()
     },
   }

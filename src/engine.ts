@@ -1,3 +1,4 @@
+import pLimit from 'p-limit'
 import * as v from 'valibot'
 import { deliver } from './deliver.js'
 import { createDispatcher } from './dispatcher.js'
@@ -157,6 +158,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const matcher = createMatcher({ store, cacheTtlMs })
   const registry = createRegistry({ store, urlPolicy, cacheTtlMs, onChange: (company) => matcher.invalidate(company) })
   const shutdown = new AbortController()
+  const sends = pLimit(concurrency)
+  let waiting = 0
   const context = {
     store,
     registry,
@@ -171,6 +174,12 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     fetch: fetchImpl,
     now,
     signal: shutdown.signal,
+    sends: <T>(send: () => Promise<T>) => sends(send),
+    waiting: (delta: 1 | -1) => {
+      waiting += delta
+      // A run that starts waiting frees its send slot for other webhooks' deliveries.
+      if (delta > 0) dispatcher.kick()
+    },
   }
   const dispatcher = createDispatcher({
     store,
@@ -180,6 +189,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     owner: objectId(),
     now,
     run: (claimed) => deliver(context, claimed),
+    waiting: () => waiting,
     onError,
     pollIntervalMs,
     claiming: options.dispatch ?? true,

@@ -52,14 +52,14 @@ export function parseRetryAfter(value: string | null, now: number, capMs: number
   if (value === null) return undefined
   const text = value.trim()
   let ms: number
-  if (/^\d+$/.test(text)) ms = Number(text) * 1000
-  else {
-    const at = Date.parse(text)
-    if (Number.isNaN(at)) return undefined
-    ms = at - now
-  }
+  if (/^\d{1,10}$/.test(text)) ms = Number(text) * 1000
+  // Only the HTTP date form (RFC 9110 IMF-fixdate): Date.parse alone reads "1.5" or "-1" as dates.
+  else if (HTTP_DATE.test(text)) ms = Date.parse(text) - now
+  else return undefined
   return Math.min(Math.max(0, ms), capMs)
 }
+
+const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/
 
 /**
  * Checks a schedule: a list of finite, non-negative delays.

@@ -120,8 +120,10 @@ export interface ClaimOptions {
   /** Who claims (an engine instance id), for diagnostics. */
   owner: string
   /**
-   * Per-webhook first-in-first-out: hand out a webhook's oldest open delivery only, and only when no
-   * other delivery of that webhook is leased. `false` hands out any due delivery.
+   * Per-webhook first-in-first-out: hand out a webhook's oldest open delivery only, and only while it
+   * is not leased, so a webhook never has two deliveries out at once. `false` hands out any due
+   * delivery. Engines sharing a store use one ordering: a delivery leased by an unordered claim does
+   * not hold back an ordered one.
    */
   ordered: boolean
 }

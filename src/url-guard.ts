@@ -78,8 +78,13 @@ export function privateHostReason(hostname: string): string | undefined {
   // The URL parser has already turned decimal, octal, hexadecimal and short IPv4 forms into dotted quads.
   if (!ipaddr.isValid(host)) return undefined
   let address = ipaddr.parse(host)
-  if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
-    address = (address as ipaddr.IPv6).toIPv4Address()
+  if (address.kind() === 'ipv6') {
+    const v6 = address as ipaddr.IPv6
+    if (v6.isIPv4MappedAddress()) address = v6.toIPv4Address()
+    // ::a.b.c.d, the deprecated IPv4-compatible form, which some stacks still route to a.b.c.d.
+    else if (v6.parts.slice(0, 6).every((part) => part === 0) && v6.range() === 'unicast') {
+      return `${host} is an IPv4-compatible address (deprecated; use the IPv4 address)`
+    }
   }
   const range = address.range()
   if (range === 'unicast') return undefined

@@ -136,6 +136,23 @@ describe('POST /webhook/subscription', () => {
 })
 
 describe('authentication', () => {
+  it('leaves the host’s other routes under the mount point alone', async () => {
+    const host = new Hono()
+    host.route('/api/v3', webhookApi(hooks, { company: () => undefined }))
+    host.get('/api/v3/health', (c) => c.text('ok'))
+    const res = await host.request('/api/v3/health')
+    expect(res.status).toBe(200)
+    expect(await res.text()).toBe('ok')
+    expect((await host.request('/api/v3/webhook/subscription')).status).toBe(401)
+  })
+
+  it('answers 401, not 400, when the credentials map to something that is not a company id', async () => {
+    const odd = new Hono().route('/', webhookApi(hooks, { company: () => 'acme' }))
+    const res = await odd.request('/webhook/subscription')
+    expect(res.status).toBe(401)
+    expect((await res.json()).error).toEqual({ code: 'unauthorized', message: 'the credentials map to no valid company' })
+  })
+
   it('answers 401 when the request maps to no company', async () => {
     for (const token of ['', 'unknown']) {
       const res = await call('GET', '/webhook/subscription', undefined, token)

@@ -91,6 +91,30 @@ describe('drain()', () => {
   })
 })
 
+describe('close()', () => {
+  it('resolves only once a claim under way has given its deliveries back', async () => {
+    receiver = await startReceiver()
+    const inner = memoryStore()
+    const store: Store = {
+      ...inner,
+      claim: async (options) => {
+        const claimed = await inner.claim(options)
+        await new Promise((r) => setTimeout(r, 50)) // a slow database
+        return claimed
+      },
+    }
+    const setup = engine({ store, dispatch: false })
+    await setup.registry.create(COMPANY, taskWebhook(receiver.url))
+    await setup.emit(taskEvent())
+    const hooks = engine({ store })
+    await new Promise((r) => setTimeout(r, 10)) // its first claim is under way
+    await hooks.close()
+    const next = await inner.claim({ now: Date.now(), limit: 10, leaseMs: 1_000, owner: 'next', ordered: true })
+    expect(next).toHaveLength(1) // not left leased by the closed engine
+    expect(receiver.requests).toHaveLength(0)
+  })
+})
+
 describe('a failing store', () => {
   it('is reported, and the delivery is picked up again once its lease expires', async () => {
     receiver = await startReceiver()

@@ -84,6 +84,23 @@ describe('the global concurrency limit', () => {
     expect(receiver.maxInFlight).toBe(3)
   })
 
+  it('is not taken by deliveries waiting for a retry: a healthy webhook goes first', async () => {
+    const failing = await receive(() => ({ status: 500 }))
+    const healthy = await receive(() => ({ status: 200 }))
+    const hooks = engine({ concurrency: 2, retry: { schedule: [1_500] } })
+    await hooks.registry.create(COMPANY, taskWebhook(`${failing.url}/1`))
+    await hooks.registry.create(COMPANY, taskWebhook(`${failing.url}/2`))
+    await hooks.emit(taskEvent(0)) // both failing webhooks take the two slots, then wait 1.5 s
+    await hooks.registry.create(COMPANY, taskWebhook(healthy.url))
+    await hooks.emit(taskEvent(1))
+    await hooks.drain()
+    expect(failing.requests).toHaveLength(8) // 2 webhooks × 2 events × 2 attempts
+    const retries = failing.requests.filter((r, i) => failing.requests.findIndex((q) => q.headers['webhook-id'] === r.headers['webhook-id']) !== i)
+    expect(healthy.requests).toHaveLength(1)
+    // The healthy delivery did not wait for the failing ones' retries.
+    expect(healthy.requests[0]!.at).toBeLessThan(Math.min(...retries.map((r) => r.at)))
+  })
+
   it('is a positive integer', () => {
     expect(() => engine({ concurrency: 0 })).toThrow('concurrency must be a positive integer, not 0')
     expect(() => engine({ timeoutMs: 1.5 })).toThrow('timeoutMs must be a positive integer')

@@ -108,6 +108,8 @@ describe('Retry-After', () => {
     expect(parseRetryAfter('999999', now, 3_600_000)).toBe(3_600_000)
     expect(parseRetryAfter('Wed, 31 Dec 2025 00:00:00 GMT', now, 3_600_000)).toBe(0)
     expect(parseRetryAfter('soon', now, 3_600_000)).toBeUndefined()
+    // Not seconds and not an HTTP date: the schedule applies (Date.parse would take these for dates in 2001).
+    for (const odd of ['1.5', '-1', 'soon 2', '2026-01-01', '']) expect(parseRetryAfter(odd, now, 3_600_000), odd).toBeUndefined()
     expect(parseRetryAfter(null, now, 3_600_000)).toBeUndefined()
   })
 

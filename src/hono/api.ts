@@ -1,8 +1,9 @@
-import { Hono, type Context } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import * as v from 'valibot'
 import type { Webhooks } from '../engine.js'
 import { InvalidJsonError, PayloadTooLargeError, UnauthorizedError } from '../errors.js'
+import { OBJECT_ID } from '../model.js'
 import { parse } from '../validate.js'
 import { errorResponse } from './errors.js'
 
@@ -62,12 +63,16 @@ export function webhookApi(hooks: Webhooks, options: WebhookApiOptions): Hono<Ap
 
   app.onError((error, c) => errorResponse(c, error, onError))
 
-  app.use(async function companyScope(c, next) {
+  // Scoped to these routes only: the host's other routes under the same mount point stay its own.
+  const companyScope: MiddlewareHandler<ApiEnv> = async function companyScope(c, next) {
     const company = await options.company(c)
     if (!company) throw new UnauthorizedError()
+    if (!OBJECT_ID.test(company)) throw new UnauthorizedError('the credentials map to no valid company')
     c.set('company', company)
     await next()
-  })
+  }
+  app.use('/webhook/subscription', companyScope)
+  app.use('/webhook/subscription/*', companyScope)
 
   const limitBody = bodyLimit({
     maxSize: maxBodyBytes,

@@ -25,6 +25,10 @@ export const CONFORMANCE_CASES = [
   'tells when the next delivery becomes claimable',
   'lists a webhook’s deliveries newest first with pages',
   'prunes old final deliveries and keys, never open ones',
+  'hands out the earliest due first, then in enqueue order, when the limit cuts',
+  'writes once for concurrent enqueues with one idempotency key',
+  'tells the next wake time of any delivery when not ordered',
+  'refuses a settle after the held lease ran out',
 ] as const
 
 /** One case name of {@link CONFORMANCE_CASES}. */
@@ -321,6 +325,48 @@ export function runStoreConformance(options: ConformanceOptions): void {
       const last = await store.listDeliveries(A, w, { limit: 2, offset: 4 })
       expect(last.items.map((d) => d.id)).toEqual([ids[0]])
       expect((await store.listDeliveries(B, w, { limit: 10, offset: 0 })).items).toEqual([])
+    })
+
+    test('hands out the earliest due first, then in enqueue order, when the limit cuts', async () => {
+      const [w1, w2, w3, w4, w5] = await Promise.all([hook(), hook(), hook(), hook(), hook()])
+      const due5 = await enqueue([w1!], 5)
+      const due1 = await enqueue([w2!], 1)
+      const due3 = await enqueue([w3!], 3)
+      const first = await enqueue([w4!, w5!], 0)
+      const ids = (claimed: { delivery: { id: string } }[]) => claimed.map((c) => c.delivery.id)
+      expect(ids(await claim(10, { limit: 1 }))).toEqual([first.deliveries[0]!.id])
+      expect(ids(await claim(10, { limit: 2 }))).toEqual([first.deliveries[1]!.id, due1.deliveries[0]!.id])
+      expect(ids(await claim(10, { limit: 1, ordered: false }))).toEqual([due3.deliveries[0]!.id])
+      expect(ids(await claim(10, { limit: 5 }))).toEqual([due5.deliveries[0]!.id])
+    })
+
+    test('writes once for concurrent enqueues with one idempotency key', async () => {
+      const w = await hook()
+      const results = await Promise.all(
+        Array.from({ length: 4 }, () => enqueue([w], 0, { idempotencyKey: 'same', eventId: objectId() })),
+      )
+      expect(results.filter((r) => !r.duplicate)).toHaveLength(1)
+      const original = results.find((r) => !r.duplicate)!
+      for (const r of results) expect(r.deliveries).toEqual(original.deliveries)
+      expect(await store.openCount()).toBe(1)
+    })
+
+    test('tells the next wake time of any delivery when not ordered', async () => {
+      const w = await hook()
+      await enqueue([w], 100)
+      await enqueue([w], 50) // enqueued later, due earlier
+      expect(await store.nextWakeAt(0, true)).toBe(100) // the head
+      expect(await store.nextWakeAt(0, false)).toBe(50)
+    })
+
+    test('refuses a settle after the held lease ran out', async () => {
+      const w = await hook()
+      await enqueue([w], 0)
+      const [c] = await claim(0)
+      await store.settle(c!.lease, { now: 1, state: 'pending', response: '', nextAttemptAt: 10, holdUntil: 20 })
+      await expect(store.settle(c!.lease, { now: 21, state: 'succeeded', response: 'late' })).rejects.toBeInstanceOf(LeaseLostError)
+      const [again] = await claim(21, { owner: 'other' })
+      expect(again?.delivery.id).toBe(c!.delivery.id)
     })
 
     test('prunes old final deliveries and keys, never open ones', async () => {
