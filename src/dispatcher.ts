@@ -99,10 +99,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   async function pump() {
     // Yield first, so `pumping` is set before this run can end and clear it.
     await null
+    // Kicks from here on ask for another pump; earlier ones are answered by this one.
+    again = false
     let free = 0
     try {
       while (claiming && !closed) {
-        again = false
         const want = room()
         free = Math.max(0, want)
         if (want <= 0) break
@@ -111,6 +112,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         free = want - claimed.length
         // A full batch may mean more is due; so does a kick that came meanwhile.
         if (claimed.length < want && !again) break
+        again = false
       }
       // No room: every completion or wait kicks, no timer needed. Otherwise sleep until the next due time.
       if (claiming && !closed && free > 0) {

@@ -145,3 +145,22 @@ describe('the package', () => {
     expect(VERSION).toBe(pkg.version)
   })
 })
+
+describe('an emit-only engine', () => {
+  it('stays idle between emits and leaves delivery to an engine that dispatches', async () => {
+    receiver = await startReceiver()
+    const store = memoryStore()
+    const emitter = engine({ store, dispatch: false, pollIntervalMs: 0 })
+    await emitter.registry.create(COMPANY, taskWebhook(receiver.url))
+    // Emits in a burst: each kicks the loop while the previous kick is still being answered.
+    await Promise.all(Array.from({ length: 50 }, (_, n) => emitter.emit(taskEvent(n))))
+    // The event loop is free (a spinning loop would starve this timer), and nothing was sent.
+    await new Promise((r) => setTimeout(r, 50))
+    expect(receiver.requests).toHaveLength(0)
+    expect(await store.openCount()).toBe(50)
+    const worker = engine({ store })
+    await worker.drain()
+    await emitter.drain()
+    expect(receiver.requests).toHaveLength(50)
+  })
+})

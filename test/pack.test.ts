@@ -17,6 +17,8 @@ const consumer = `
 import { createServer } from 'node:http'
 import { createWebhooks, memoryStore, verifyWebhook } from 'cotwebhook'
 import { webhooks, webhookApi } from 'cotwebhook/hono'
+import { sqliteStore } from 'cotwebhook/sqlite'
+import { postgresStore } from 'cotwebhook/postgres'
 
 const bodies = []
 const server = createServer((req, res) => {
@@ -36,7 +38,7 @@ const event = await verifyWebhook(secret, bodies[0].headers, bodies[0].body)
 const [log] = await hooks.logs(company, webhook._id)
 await hooks.close()
 server.close()
-console.log(JSON.stringify({ type: event.type, state: log.state, hono: [typeof webhooks, typeof webhookApi] }))
+console.log(JSON.stringify({ type: event.type, state: log.state, hono: [typeof webhooks, typeof webhookApi], stores: [typeof sqliteStore, typeof postgresStore] }))
 `
 
 const typed = `
@@ -61,13 +63,16 @@ describe('npm pack', () => {
     expect(paths).toContain('dist/src/index.d.ts')
     expect(paths).toContain('dist/src/hono/index.js')
     expect(paths).toContain('dist/src/testing/index.js')
+    expect(paths).toContain('dist/adapters/sqlite/index.js')
+    expect(paths).toContain('dist/adapters/postgres/index.d.ts')
     expect(paths.some((p) => p.startsWith('src/') || p.startsWith('test/'))).toBe(false)
 
     await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))
     await run('npm', ['install', join(dir, filename), '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir })
     await writeFile(join(dir, 'check.mjs'), consumer)
     const { stdout } = await run(process.execPath, ['check.mjs'], { cwd: dir, timeout: 30_000 })
-    expect(JSON.parse(stdout)).toEqual({ type: 'COTUser', state: 'succeeded', hono: ['function', 'function'] })
+    // The adapters load without their drivers installed: they import them only when used.
+    expect(JSON.parse(stdout)).toEqual({ type: 'COTUser', state: 'succeeded', hono: ['function', 'function'], stores: ['function', 'function'] })
 
     await writeFile(join(dir, 'typed.ts'), typed)
     await writeFile(
