@@ -84,6 +84,27 @@ describe('logs()', () => {
   })
 })
 
+describe('prune()', () => {
+  it('removes final deliveries older than the bound, with their logs, and keeps the rest', async () => {
+    receiver = await startReceiver()
+    let clock = Date.now()
+    const hooks = engine({ now: () => clock, retention: { maxAgeMs: 60_000 } })
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    await hooks.emit(taskEvent(0), { idempotencyKey: 'old' })
+    await hooks.drain()
+    clock += 120_000
+    await hooks.emit(taskEvent(1))
+    await hooks.drain()
+    expect(await hooks.prune()).toEqual({ deliveries: 1, events: 0, idempotencyKeys: 1 })
+    expect((await hooks.logs(COMPANY, webhook._id)).map((l) => l.event.data?.n)).toEqual([1])
+    clock += 1
+    expect(await hooks.prune({ olderThanMs: 0 })).toMatchObject({ deliveries: 1 })
+    expect(await hooks.logs(COMPANY, webhook._id)).toEqual([])
+    await expect(engine().prune()).rejects.toThrow('prune() needs olderThanMs, or the retention option')
+    expect(() => engine({ retention: { maxAgeMs: -1 } })).toThrow('retention.maxAgeMs must be an integer ≥ 0')
+  })
+})
+
 describe('drain()', () => {
   it('resolves at once when nothing is open', async () => {
     const hooks = engine()
