@@ -2,7 +2,8 @@ import pRetry, { AbortError } from 'p-retry'
 import { LeaseLostError } from './errors.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
-import { sendAttempt, type AttemptResult, type FetchLike } from './sender.js'
+import { sendAttempt, type AttemptResult } from './sender.js'
+import type { Transport } from './transport.js'
 import type { ClaimedDelivery, Settlement, Store } from './store.js'
 import { checkUrl, type UrlPolicy } from './url-guard.js'
 
@@ -31,7 +32,7 @@ export interface DeliverContext {
   /** Lease length; an in-process wait holds the lease this long past the due time. */
   leaseMs: number
   urlPolicy: UrlPolicy
-  fetch: FetchLike
+  transport: Transport
   now: () => number
   /** Aborted by `close()`: waits end and leases are given back. */
   signal: AbortSignal
@@ -94,7 +95,7 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
           timeoutMs: ctx.timeoutMs,
           maxResponseBytes: ctx.maxResponseBytes,
           maxRetryAfterMs: ctx.maxRetryAfterMs,
-          fetch: ctx.fetch,
+          transport: ctx.transport,
           now: ctx.now,
         }))
         made++

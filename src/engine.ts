@@ -9,7 +9,7 @@ import { PageSchema, toEvent, type COTWebhookLog, type EmitInput } from './model
 import { objectId } from './object-id.js'
 import { createRegistry, type Registry } from './registry.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
-import type { FetchLike } from './sender.js'
+import { fetchTransport, type FetchLike, type Transport } from './transport.js'
 import type { NewDelivery, PruneResult, Store } from './store.js'
 import type { UrlPolicy } from './url-guard.js'
 import { parse } from './validate.js'
@@ -26,8 +26,10 @@ export interface WebhooksOptions extends UrlPolicy {
   retry?: RetryOptions
   /** Per-attempt timeout in ms, response body included. Default 15 000. */
   timeoutMs?: number
-  /** The HTTP client. Default: the runtime's `fetch`. */
+  /** The HTTP client as a `fetch` function. Default: the runtime's `fetch`. */
   fetch?: FetchLike
+  /** The HTTP client as a {@link Transport} (e.g. `nodeTransport()` from `cotwebhook/node`); wins over `fetch`. */
+  transport?: Transport
   /** How long a claimed delivery is held before another claimer may take it. Default 60 000; must exceed `timeoutMs`. */
   leaseMs?: number
   /** Bytes of a response body kept in the log. Default 20 480. */
@@ -145,7 +147,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs ?? 15_000)
   const leaseMs = positiveInteger('leaseMs', options.leaseMs ?? Math.max(60_000, timeoutMs * 2))
   if (leaseMs <= timeoutMs) throw new RangeError(`leaseMs (${leaseMs}) must exceed timeoutMs (${timeoutMs}), or a slow attempt would lose its lease`)
-  const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
+  const transport = options.transport ?? fetchTransport(options.fetch)
   const now = options.now ?? Date.now
   const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook:', error))
   const urlPolicy: UrlPolicy = { allowPrivateNetworks: options.allowPrivateNetworks ?? false }
@@ -171,7 +173,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     maxResponseBytes: options.maxResponseBytes ?? 20_480,
     leaseMs,
     urlPolicy,
-    fetch: fetchImpl,
+    transport,
     now,
     signal: shutdown.signal,
     sends: <T>(send: () => Promise<T>) => sends(send),

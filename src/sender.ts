@@ -1,7 +1,10 @@
 import type { Attempt } from './model.js'
 import { parseRetryAfter } from './retry-policy.js'
 import { sign } from './signing.js'
+import type { Transport } from './transport.js'
 import { VERSION } from './version.js'
+
+const USER_AGENT = `cotwebhook/${VERSION}`
 
 /**
  * One HTTP attempt: build the signed request, send it with a timeout and without following
@@ -10,9 +13,6 @@ import { VERSION } from './version.js'
 
 /** How an attempt ended. `gone` (410) means the receiver asked never to be called again. */
 export type Outcome = 'success' | 'gone' | 'retry'
-
-/** A `fetch`-compatible function. */
-export type FetchLike = (input: string, init: RequestInit) => Promise<Response>
 
 /** Everything one attempt needs. */
 export interface AttemptRequest {
@@ -31,7 +31,7 @@ export interface AttemptRequest {
   /** Upper bound for `Retry-After`. */
   maxRetryAfterMs: number
   /** The HTTP client. */
-  fetch: FetchLike
+  transport: Transport
   /** The clock. */
   now: () => number
 }
@@ -60,7 +60,7 @@ const NO_RESPONSE_STATUS = 409
  * @example
  * ```ts
  * const r = await sendAttempt({ url, id, body, keys, timeoutMs: 15_000, maxResponseBytes: 20_480,
- *   maxRetryAfterMs: 3_600_000, fetch: globalThis.fetch, now: Date.now })
+ *   maxRetryAfterMs: 3_600_000, transport: fetchTransport(), now: Date.now })
  * r.outcome // 'success' | 'gone' | 'retry'
  * ```
  */
@@ -76,20 +76,20 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
   }, request.timeoutMs)
   const host = hostOf(request.url)
   try {
-    const response = await request.fetch(request.url, {
-      method: 'POST',
+    const response = await request.transport({
+      url: request.url,
       headers: {
         'content-type': 'application/json',
-        'user-agent': `cotwebhook/${VERSION}`,
+        'user-agent': USER_AGENT,
         'webhook-id': request.id,
         'webhook-timestamp': String(timestamp),
         'webhook-signature': signature,
       },
       body: request.body,
-      redirect: 'manual',
       signal: controller.signal,
+      maxResponseBytes: request.maxResponseBytes,
     })
-    const text = await readBounded(response, request.maxResponseBytes)
+    const text = response.body
     const durationMs = request.now() - startedAt
     const status = response.status
     const outcome: Outcome = status >= 200 && status < 300 ? 'success' : status === 410 ? 'gone' : 'retry'
@@ -99,12 +99,12 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
       response: text,
     }
     if (RETRY_AFTER_STATUSES.has(status)) {
-      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), request.now(), request.maxRetryAfterMs)
+      const retryAfterMs = parseRetryAfter(response.header('retry-after'), request.now(), request.maxRetryAfterMs)
       if (retryAfterMs !== undefined) result.retryAfterMs = retryAfterMs
     }
     if (outcome === 'retry' && status >= 300 && status < 400) {
       // Redirects are never followed: a receiver that moved must be re-registered.
-      result.response = `redirect to ${response.headers.get('location') ?? '(no location)'} not followed${text ? `: ${text}` : ''}`
+      result.response = `redirect to ${response.header('location') ?? '(no location)'} not followed${text ? `: ${text}` : ''}`
     }
     return result
   } catch (cause) {
@@ -118,28 +118,6 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
   } finally {
     clearTimeout(timer)
   }
-}
-
-/** Reads at most `limit` bytes of the body as text, then stops reading. */
-async function readBounded(response: Response, limit: number): Promise<string> {
-  if (!response.body) return ''
-  const reader = response.body.getReader()
-  const decoder = new TextDecoder()
-  let text = ''
-  let bytes = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    const room = limit - bytes
-    if (value.byteLength >= room) {
-      text += decoder.decode(value.subarray(0, room))
-      await reader.cancel().catch(() => {})
-      return text
-    }
-    bytes += value.byteLength
-    text += decoder.decode(value, { stream: true })
-  }
-  return text + decoder.decode()
 }
 
 // Node's fetch wraps socket errors as `TypeError: fetch failed` with the system error as `cause`.

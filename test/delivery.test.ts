@@ -1,9 +1,10 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Webhook } from 'standardwebhooks'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { VERSION, verifyWebhook } from 'cotwebhook'
-import { COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
+import { nodeTransport, type NodeTransport } from 'cotwebhook/node'
+import { COMPANY, closeAll, engine, taskEvent, taskWebhook, useTransport } from './helpers/fixtures.js'
 import { startReceiver, type Receiver } from './helpers/receiver.js'
 
 let receiver: Receiver
@@ -12,7 +13,19 @@ afterEach(async () => {
   await receiver?.close()
 })
 
-describe('a delivery', () => {
+// Every behaviour below holds for both transports: the runtime's fetch and cotwebhook/node's undici pool.
+for (const transportName of ['fetch', 'node'] as const) {
+describe(`a delivery (${transportName} transport)`, () => {
+  let node: NodeTransport | undefined
+  beforeAll(() => {
+    node = transportName === 'node' ? nodeTransport({ connections: 8 }) : undefined
+    useTransport(node)
+  })
+  afterAll(async () => {
+    useTransport(undefined)
+    await node?.close()
+  })
+
   it('is a signed JSON POST that the standardwebhooks package verifies', async () => {
     receiver = await startReceiver()
     const hooks = engine()
@@ -188,3 +201,4 @@ describe('a delivery', () => {
     expect(log!.response).toMatch(/^not sent: url: 127\.0\.0\.1 is a loopback address; set allowPrivateNetworks: true/)
   })
 })
+}

@@ -1,13 +1,24 @@
-import { createWebhooks, objectId, type WebhookInput, type Webhooks, type WebhooksOptions } from 'cotwebhook'
+import { createWebhooks, objectId, type Transport, type WebhookInput, type Webhooks, type WebhooksOptions } from 'cotwebhook'
 
 export const COMPANY = '625be93a286ef83c1c0e845f'
 export const OTHER_COMPANY = '625be93a286ef83c1c0e8460'
 export const TASK_GROUP = '6261612a8f1e99002e5c8cce'
 
+/** The transport engines get unless a test says otherwise (undefined: the runtime's fetch). */
+let defaultTransport: Transport | undefined
+export function useTransport(transport: Transport | undefined): void {
+  defaultTransport = transport
+}
+
 /** An engine for loopback receivers, closed by `closeAll()`. */
 const open: Webhooks[] = []
 export function engine(options: WebhooksOptions = {}): Webhooks {
-  const hooks = createWebhooks({ allowPrivateNetworks: true, onError: (e) => console.error(e), ...options })
+  const hooks = createWebhooks({
+    allowPrivateNetworks: true,
+    onError: (e) => console.error(e),
+    ...(defaultTransport ? { transport: defaultTransport } : {}),
+    ...options,
+  })
   open.push(hooks)
   return hooks
 }
