@@ -1,11 +1,12 @@
 import pRetry, { AbortError } from 'p-retry'
 import { LeaseLostError } from './errors.js'
+import type { COTEvent } from './model.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
 import { sendAttempt, type AttemptResult } from './sender.js'
 import type { Transport } from './transport.js'
 import type { ClaimedDelivery, Settlement, Store } from './store.js'
-import { checkUrl, type UrlPolicy } from './url-guard.js'
+import type { UrlPolicy } from './url-guard.js'
 
 /**
  * Runs the attempts of one claimed delivery: p-retry drives them, each attempt is settled in the
@@ -40,6 +41,8 @@ export interface DeliverContext {
   sends: <T>(send: () => Promise<T>) => Promise<T>
   /** Told when a run starts (+1) and stops (-1) waiting between attempts, so its slot can be used. */
   waiting: (delta: 1 | -1) => void
+  /** The JSON of an event, made once for all of its deliveries. */
+  body: (eventId: string, event: COTEvent) => string
 }
 
 class FailedAttempt extends Error {
@@ -60,8 +63,8 @@ class Settled extends Error {}
  * ```
  */
 export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedDelivery): Promise<void> {
-  // Serialised once per delivery run: every attempt signs and sends these same bytes.
-  const body = JSON.stringify(delivery.event)
+  // Serialised once per event: every delivery and attempt of it signs and sends these same bytes.
+  const body = ctx.body(delivery.eventId, delivery.event)
   const maxAttempts = ctx.schedule.length + 1
   let made = delivery.attempts.length
   const settle = (settlement: Omit<Settlement, 'now'>) => ctx.store.settle(lease, { ...settlement, now: ctx.now() })
@@ -71,42 +74,80 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     return settleQuietly(settle({ state: 'failed', response: delivery.response }))
   }
 
+  /** One attempt: settles success and final outcomes itself, throws FailedAttempt for a retryable one. */
+  const attempt = async (): Promise<void> => {
+    // Read on every attempt: a webhook deactivated or moved meanwhile is honoured (cached until a write).
+    const target = await ctx.registry.target(delivery.company, delivery.webhookId)
+    if (!target?.webhook.isActive || target.unsafe) {
+      const why = !target ? 'the webhook no longer exists' : target.unsafe ?? 'the webhook is inactive'
+      await settle({ state: 'failed', response: `not sent: ${why}` })
+      throw new Settled()
+    }
+    const result = await ctx.sends(() =>
+      sendAttempt({
+        url: target.webhook.url,
+        id: delivery.id,
+        body,
+        keys: target.keys,
+        timeoutMs: ctx.timeoutMs,
+        maxResponseBytes: ctx.maxResponseBytes,
+        maxRetryAfterMs: ctx.maxRetryAfterMs,
+        transport: ctx.transport,
+        now: ctx.now,
+      }),
+    )
+    made++
+    if (result.outcome === 'success') {
+      await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
+    } else if (result.outcome === 'gone') {
+      // 410: the receiver says the subscription is over. Record, stop, and turn the webhook off.
+      await settle({ state: 'failed', attempt: result.attempt, response: result.response })
+      await ctx.registry.deactivate(delivery.company, delivery.webhookId)
+    } else {
+      throw new FailedAttempt(result)
+    }
+  }
+
+  /** After a failed attempt: record it, then fail for good, hand back, or wait in process. */
+  const failed = async (error: unknown): Promise<void> => {
+    if (!(error instanceof FailedAttempt)) throw error
+    const { attempt: record, response, retryAfterMs } = error.result
+    if (made >= maxAttempts) {
+      await settle({ state: 'failed', attempt: record, response })
+      throw new Settled()
+    }
+    // Retry-After replaces the scheduled delay and still uses up an attempt.
+    const delay = retryAfterMs ?? delayAfter(made, ctx.schedule, ctx.jitter)
+    const due = ctx.now() + delay
+    if (delay > ctx.maxInProcessDelayMs) {
+      await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due })
+      throw new Settled()
+    }
+    await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
+    ctx.waiting(1)
+    try {
+      await sleep(delay, ctx.signal)
+    } finally {
+      ctx.waiting(-1)
+    }
+  }
+
   try {
+    ctx.signal.throwIfAborted()
+    // Most deliveries succeed at once: the first attempt runs without the retry machinery.
+    try {
+      return await attempt()
+    } catch (error) {
+      await failed(error)
+    }
+    // p-retry drives the retries: each failure is recorded (and its delay taken) before the next.
     await pRetry(
       async () => {
-        // Read on every attempt: a webhook deactivated or moved meanwhile is honoured (cached until a write).
-        const target = await ctx.registry.target(delivery.company, delivery.webhookId)
-        if (!target?.webhook.isActive) {
-          const why = target ? 'the webhook is inactive' : 'the webhook no longer exists'
-          await settle({ state: 'failed', response: `not sent: ${why}` })
-          throw new AbortError(new Settled())
-        }
         try {
-          checkUrl(target.webhook.url, ctx.urlPolicy)
+          await attempt()
         } catch (error) {
-          await settle({ state: 'failed', response: `not sent: ${(error as Error).message}` })
-          throw new AbortError(new Settled())
-        }
-        const result = await ctx.sends(() => sendAttempt({
-          url: target.webhook.url,
-          id: delivery.id,
-          body,
-          keys: target.keys,
-          timeoutMs: ctx.timeoutMs,
-          maxResponseBytes: ctx.maxResponseBytes,
-          maxRetryAfterMs: ctx.maxRetryAfterMs,
-          transport: ctx.transport,
-          now: ctx.now,
-        }))
-        made++
-        if (result.outcome === 'success') {
-          await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
-        } else if (result.outcome === 'gone') {
-          // 410: the receiver says the subscription is over. Record, stop, and turn the webhook off.
-          await settle({ state: 'failed', attempt: result.attempt, response: result.response })
-          await ctx.registry.deactivate(delivery.company, delivery.webhookId)
-        } else {
-          throw new FailedAttempt(result)
+          // A run that ended without a retryable failure must not be retried.
+          throw error instanceof FailedAttempt ? error : new AbortError(error as Error)
         }
       },
       {
@@ -115,28 +156,7 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
         minTimeout: 0,
         maxTimeout: 0,
         signal: ctx.signal,
-        onFailedAttempt: async ({ error }) => {
-          if (!(error instanceof FailedAttempt)) throw error
-          const { attempt, response, retryAfterMs } = error.result
-          if (made >= maxAttempts) {
-            await settle({ state: 'failed', attempt, response })
-            throw new Settled()
-          }
-          // Retry-After replaces the scheduled delay and still uses up an attempt.
-          const delay = retryAfterMs ?? delayAfter(made, ctx.schedule, ctx.jitter)
-          const due = ctx.now() + delay
-          if (delay > ctx.maxInProcessDelayMs) {
-            await settle({ state: 'pending', attempt, response, nextAttemptAt: due })
-            throw new Settled()
-          }
-          await settle({ state: 'pending', attempt, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
-          ctx.waiting(1)
-          try {
-            await sleep(delay, ctx.signal)
-          } finally {
-            ctx.waiting(-1)
-          }
-        },
+        onFailedAttempt: ({ error }) => failed(error),
       },
     )
   } catch (error) {

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache'
 import pLimit from 'p-limit'
 import * as v from 'valibot'
 import { deliver } from './deliver.js'
@@ -5,7 +6,7 @@ import { createDispatcher } from './dispatcher.js'
 import { toLog } from './log.js'
 import { createMatcher } from './matcher.js'
 import { memoryStore } from './memory-store.js'
-import { PageSchema, toEvent, type COTWebhookLog, type EmitInput } from './model.js'
+import { PageSchema, toEvent, type COTEvent, type COTWebhookLog, type EmitInput } from './model.js'
 import { objectId } from './object-id.js'
 import { createRegistry, type Registry } from './registry.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
@@ -162,6 +163,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const shutdown = new AbortController()
   const sends = pLimit(concurrency)
   let waiting = 0
+  // An event goes to many webhooks at once: keep its JSON for the deliveries that follow.
+  const bodies = new LRUCache<string, string>({ max: 1_024 })
   const context = {
     store,
     registry,
@@ -177,6 +180,11 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     now,
     signal: shutdown.signal,
     sends: <T>(send: () => Promise<T>) => sends(send),
+    body: (eventId: string, event: COTEvent) => {
+      let body = bodies.get(eventId)
+      if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
+      return body
+    },
     waiting: (delta: 1 | -1) => {
       waiting += delta
       // A run that starts waiting frees its send slot for other webhooks' deliveries.

@@ -1,3 +1,4 @@
+import { DueHeap } from './due-heap.js'
 import { LeaseLostError } from './errors.js'
 import type { COTWebhook } from './model.js'
 import type {
@@ -35,7 +36,12 @@ export interface MemoryStoreOptions {
  * ```
  */
 export function memoryStore(options: MemoryStoreOptions = {}): Store {
-  const clone: <T>(value: T) => T = options.copy === false ? (value) => value : (value) => structuredClone(value)
+  const copying = options.copy !== false
+  const clone: <T>(value: T) => T = copying ? (value) => structuredClone(value) : (value) => value
+  // A delivery as handed out: its own copy of what changes, and the event, which never changes once
+  // enqueued and is frozen then, shared rather than copied on every claim.
+  const copyOut = (delivery: Delivery): Delivery =>
+    copying ? { ...delivery, attempts: delivery.attempts.map((a) => ({ ...a })) } : delivery
 
   const webhooks = new Map<string, StoredWebhook>()
   const companyWebhooks = new Map<string, string[]>() // creation order
@@ -48,6 +54,11 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   let openTotal = 0
   let tokenSeq = 0
   let enqueueSeq = 0
+  // When each open delivery becomes claimable: one heap over all of them (unordered claims) and one
+  // over webhook heads (ordered claims), each built on its first use. An entry is current while its
+  // stamp equals the delivery's; every change pushes a new entry rather than searching the heap.
+  let anyDue: DueHeap<Stamped> | undefined
+  let headsDue: DueHeap<Stamped> | undefined
 
   const owned = (company: string, id: string) => {
     const record = webhooks.get(id)
@@ -62,16 +73,44 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     return held
   }
 
-  const close = (held: Held) => {
-    const queue = openByWebhook.get(held.delivery.webhookId)!
-    queue.splice(queue.indexOf(held.delivery.id), 1)
-    if (!queue.length) openByWebhook.delete(held.delivery.webhookId)
-    openTotal--
+  const isHead = (held: Held) => openByWebhook.get(held.delivery.webhookId)?.[0] === held.delivery.id
+
+  const index = (held: Held, heap: DueHeap<Stamped> | undefined) =>
+    heap?.push(availableAt(held), held.seq, { held, stamp: held.stamp })
+
+  // Called after every change of a delivery's due time or lease.
+  const touch = (held: Held) => {
+    held.stamp++
+    index(held, anyDue)
+    if (isHead(held)) index(held, headsDue)
   }
 
-  // A delivery a claimer may take now: open, due, and not under a live lease.
-  const claimable = (held: Held, now: number) =>
-    held.delivery.nextAttemptAt !== null && held.delivery.nextAttemptAt <= now && held.leaseUntil < now
+  const close = (held: Held) => {
+    const queue = openByWebhook.get(held.delivery.webhookId)!
+    const wasHead = queue[0] === held.delivery.id
+    queue.splice(queue.indexOf(held.delivery.id), 1)
+    if (!queue.length) openByWebhook.delete(held.delivery.webhookId)
+    else if (wasHead) index(deliveries.get(queue[0]!)!, headsDue) // the next one is the head now
+    openTotal--
+    held.stamp++
+  }
+
+  const current = (entry: { value: Stamped }, ordered: boolean) => {
+    const { held, stamp } = entry.value
+    return held.stamp === stamp && held.delivery.state === 'pending' && (!ordered || isHead(held))
+  }
+
+  const heapFor = (ordered: boolean): DueHeap<Stamped> => {
+    if (ordered && headsDue) return headsDue
+    if (!ordered && anyDue) return anyDue
+    const heap = new DueHeap<Stamped>()
+    for (const queue of openByWebhook.values()) {
+      for (const id of ordered ? queue.slice(0, 1) : queue) index(deliveries.get(id)!, heap)
+    }
+    if (ordered) headsDue = heap
+    else anyDue = heap
+    return heap
+  }
 
   return {
     async insertWebhook(record) {
@@ -124,7 +163,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       const seen = key === undefined ? undefined : idempotency.get(key)
       if (seen) return { ...clone(seen.result), duplicate: true }
       if (input.tx !== undefined) throw new TypeError('memoryStore: emit(…, { tx }) needs a SQL store; the memory store has no transactions')
-      const event = clone(input.event)
+      const event = copying ? deepFreeze(structuredClone(input.event)) : input.event
       for (const { id, webhookId } of input.deliveries) {
         const delivery: Delivery = {
           id,
@@ -140,10 +179,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
           updatedAt: input.now,
           nextAttemptAt: input.now,
         }
-        deliveries.set(id, { delivery, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq })
+        const held: Held = { delivery, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq, stamp: 0 }
+        deliveries.set(id, held)
         append(openByWebhook, webhookId, id)
         append(allByWebhook, webhookId, id)
         openTotal++
+        index(held, anyDue)
+        if (isHead(held)) index(held, headsDue)
       }
       const result: EnqueueResult = { eventId: input.eventId, deliveries: clone(input.deliveries), duplicate: false }
       if (key !== undefined) idempotency.set(key, { result: clone(result), at: input.now })
@@ -152,32 +194,28 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
     async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
       const { now, limit, leaseMs, ordered } = options
-      const candidates: Held[] = []
-      for (const queue of openByWebhook.values()) {
-        if (ordered) {
-          const head = deliveries.get(queue[0]!)!
-          if (claimable(head, now)) candidates.push(head)
-        } else {
-          for (const id of queue) {
-            const held = deliveries.get(id)!
-            if (claimable(held, now)) candidates.push(held)
-          }
-        }
-      }
-      // Oldest due first, then oldest enqueued: retries do not starve behind fresh work.
-      candidates.sort((a, b) => a.delivery.nextAttemptAt! - b.delivery.nextAttemptAt! || a.seq - b.seq)
-      return candidates.slice(0, Math.max(0, limit)).map((held) => {
+      const heap = heapFor(ordered)
+      const claimed: ClaimedDelivery[] = []
+      // Earliest due first, then oldest enqueued: retries do not starve behind fresh work.
+      while (claimed.length < limit) {
+        const top = heap.peek()
+        if (!top || top.at > now) break
+        heap.pop()
+        if (!current(top, ordered)) continue
+        const held = top.value.held
         held.token = `${options.owner}:${++tokenSeq}`
         held.leaseUntil = now + leaseMs
-        return { delivery: clone(held.delivery), lease: { deliveryId: held.delivery.id, token: held.token } }
-      })
+        touch(held)
+        claimed.push({ delivery: copyOut(held.delivery), lease: { deliveryId: held.delivery.id, token: held.token } })
+      }
+      return claimed
     },
 
     async settle(lease: Lease, settlement: Settlement) {
       const held = holdOf(lease, settlement.now)
       const { delivery } = held
       if (settlement.attempt) {
-        delivery.attempts.push(clone(settlement.attempt))
+        delivery.attempts.push({ ...settlement.attempt })
         delivery.status = settlement.attempt.status
       }
       delivery.response = settlement.response
@@ -187,6 +225,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         delivery.nextAttemptAt = settlement.nextAttemptAt ?? settlement.now
         if (settlement.holdUntil !== undefined) held.leaseUntil = settlement.holdUntil
         else release(held)
+        touch(held)
       } else {
         delivery.nextAttemptAt = null
         release(held)
@@ -195,20 +234,19 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     },
 
     async release(lease: Lease, now: number) {
-      release(holdOf(lease, now))
+      const held = holdOf(lease, now)
+      release(held)
+      touch(held)
     },
 
-    async nextWakeAt(now, ordered) {
-      let next: number | undefined
-      const consider = (held: Held) => {
-        const at = held.leaseUntil >= now ? held.leaseUntil : held.delivery.nextAttemptAt!
-        if (next === undefined || at < next) next = at
+    async nextWakeAt(_now, ordered) {
+      const heap = heapFor(ordered)
+      // Stale entries at the top are dropped; the first current one is the answer.
+      for (let top = heap.peek(); top; top = heap.peek()) {
+        if (current(top, ordered)) return top.at
+        heap.pop()
       }
-      for (const queue of openByWebhook.values()) {
-        if (ordered) consider(deliveries.get(queue[0]!)!)
-        else for (const id of queue) consider(deliveries.get(id)!)
-      }
-      return next
+      return undefined
     },
 
     async openCount() {
@@ -217,7 +255,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
     async getDelivery(company, id) {
       const held = deliveries.get(id)
-      return held && held.delivery.company === company ? clone(held.delivery) : undefined
+      return held && held.delivery.company === company ? copyOut(held.delivery) : undefined
     },
 
     async prune(before, limit) {
@@ -253,7 +291,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       for (let i = ids.length - 1 - page.offset; i >= 0 && items.length < page.limit; i--) {
         items.push(deliveries.get(ids[i]!)!.delivery)
       }
-      return { items: clone(items), count: ids.length }
+      return { items: items.map(copyOut), count: ids.length }
     },
   }
 }
@@ -268,6 +306,27 @@ interface Held {
   leaseUntil: number
   /** Enqueue order, the tie-break after the due time. */
   seq: number
+  /** Bumped on every change; heap entries with an older stamp are stale. */
+  stamp: number
+}
+
+interface Stamped {
+  held: Held
+  stamp: number
+}
+
+// When a claimer may take it: once due, and once its lease (if any) has run out.
+function availableAt(held: Held): number {
+  const due = held.delivery.nextAttemptAt ?? Infinity
+  return held.leaseUntil === -Infinity ? due : Math.max(due, held.leaseUntil + 1)
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const inner of Object.values(value)) deepFreeze(inner)
+  }
+  return value
 }
 
 function release(held: Held) {

@@ -47,6 +47,8 @@ export interface DeliveryTarget {
   webhook: COTWebhook
   /** HMAC keys of its valid secrets, imported once. */
   keys: CryptoKey[]
+  /** Why the URL may not be called under the engine's URL policy, checked once; absent when it may. */
+  unsafe?: string
 }
 
 /** What the engine needs beyond the public registry. */
@@ -198,7 +200,12 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       if (cached && cached.webhook.company === company) return cached
       const record = await store.getWebhook(company, id)
       if (!record) return undefined
-      const target = { webhook: record.webhook, keys: await Promise.all(record.secrets.map(importSecret)) }
+      const target: DeliveryTarget = { webhook: record.webhook, keys: await Promise.all(record.secrets.map(importSecret)) }
+      try {
+        checkUrl(record.webhook.url, urlPolicy)
+      } catch (error) {
+        target.unsafe = (error as Error).message
+      }
       targets.set(id, target)
       return target
     },

@@ -52,6 +52,12 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
       signal: req.signal,
       dispatcher: agent,
     })
+    const headers = response.headers
+    if (headers['content-length'] === '0' || response.statusCode === 204) {
+      // Nothing to read (the common answer): release the connection without iterating.
+      await response.body.dump()
+      return { status: response.statusCode, header: (name) => headerValue(headers, name), body: '' }
+    }
     let body = ''
     let bytes = 0
     const decoder = new TextDecoder()
@@ -67,15 +73,12 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
       body += decoder.decode(chunk, { stream: true })
     }
     body += decoder.decode()
-    const headers = response.headers
-    return {
-      status: response.statusCode,
-      header: (name) => {
-        const value = headers[name]
-        return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value
-      },
-      body,
-    }
+    return { status: response.statusCode, header: (name) => headerValue(headers, name), body }
   }
   return Object.assign(send, { close: () => agent.close() })
+}
+
+function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | null {
+  const value = headers[name]
+  return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value
 }

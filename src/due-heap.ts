@@ -1,0 +1,56 @@
+/**
+ * A binary min-heap of (time, sequence) keys: the memory store's index of when deliveries become
+ * claimable, so a claim costs O(log n) instead of a scan of everything open.
+ */
+export class DueHeap<T> {
+  private readonly items: { at: number; seq: number; value: T }[] = []
+
+  /** How many entries (valid or stale) it holds. */
+  get size(): number {
+    return this.items.length
+  }
+
+  push(at: number, seq: number, value: T): void {
+    const items = this.items
+    items.push({ at, seq, value })
+    let i = items.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!this.less(i, parent)) break
+      ;[items[i], items[parent]] = [items[parent]!, items[i]!]
+      i = parent
+    }
+  }
+
+  /** The earliest entry, without removing it. */
+  peek(): { at: number; seq: number; value: T } | undefined {
+    return this.items[0]
+  }
+
+  /** Removes and returns the earliest entry. */
+  pop(): { at: number; seq: number; value: T } | undefined {
+    const items = this.items
+    const top = items[0]
+    const last = items.pop()
+    if (!top || !last || !items.length) return top
+    items[0] = last
+    let i = 0
+    for (;;) {
+      const left = 2 * i + 1
+      const right = left + 1
+      let smallest = i
+      if (left < items.length && this.less(left, smallest)) smallest = left
+      if (right < items.length && this.less(right, smallest)) smallest = right
+      if (smallest === i) break
+      ;[items[i], items[smallest]] = [items[smallest]!, items[i]!]
+      i = smallest
+    }
+    return top
+  }
+
+  private less(a: number, b: number): boolean {
+    const x = this.items[a]!
+    const y = this.items[b]!
+    return x.at < y.at || (x.at === y.at && x.seq < y.seq)
+  }
+}
