@@ -4,6 +4,7 @@ import type { COTEvent } from './model.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
 import { sendAttempt, type AttemptResult } from './sender.js'
+import type { Signer } from './signer.js'
 import type { Transport } from './transport.js'
 import type { ClaimedDelivery, Settlement, Store } from './store.js'
 import type { UrlPolicy } from './url-guard.js'
@@ -34,6 +35,7 @@ export interface DeliverContext {
   leaseMs: number
   urlPolicy: UrlPolicy
   transport: Transport
+  signer: Signer
   now: () => number
   /** Aborted by `close()`: waits end and leases are given back. */
   signal: AbortSignal
@@ -89,6 +91,7 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
         id: delivery.id,
         body,
         keys: target.keys,
+        signer: ctx.signer,
         timeoutMs: ctx.timeoutMs,
         maxResponseBytes: ctx.maxResponseBytes,
         maxRetryAfterMs: ctx.maxRetryAfterMs,

@@ -10,6 +10,7 @@ import { PageSchema, toEvent, type COTEvent, type COTWebhookLog, type EmitInput 
 import { objectId } from './object-id.js'
 import { createRegistry, type Registry } from './registry.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
+import { webCryptoSigner, type Signer } from './signer.js'
 import { fetchTransport, type FetchLike, type Transport } from './transport.js'
 import type { NewDelivery, PruneResult, Store } from './store.js'
 import type { UrlPolicy } from './url-guard.js'
@@ -31,6 +32,8 @@ export interface WebhooksOptions extends UrlPolicy {
   fetch?: FetchLike
   /** The HTTP client as a {@link Transport} (e.g. `nodeTransport()` from `cotwebhook/node`); wins over `fetch`. */
   transport?: Transport
+  /** Makes the signatures. Default: WebCrypto ({@link webCryptoSigner}); `nodeSigner()` from `cotwebhook/node` is synchronous and faster on Node. */
+  signer?: Signer
   /** How long a claimed delivery is held before another claimer may take it. Default 60 000; must exceed `timeoutMs`. */
   leaseMs?: number
   /** Bytes of a response body kept in the log. Default 20 480. */
@@ -149,6 +152,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const leaseMs = positiveInteger('leaseMs', options.leaseMs ?? Math.max(60_000, timeoutMs * 2))
   if (leaseMs <= timeoutMs) throw new RangeError(`leaseMs (${leaseMs}) must exceed timeoutMs (${timeoutMs}), or a slow attempt would lose its lease`)
   const transport = options.transport ?? fetchTransport(options.fetch)
+  const signer = options.signer ?? webCryptoSigner
   const now = options.now ?? Date.now
   const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook:', error))
   const urlPolicy: UrlPolicy = { allowPrivateNetworks: options.allowPrivateNetworks ?? false }
@@ -159,7 +163,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   if (retention) nonNegativeInteger('retention.maxAgeMs', retention.maxAgeMs)
 
   const matcher = createMatcher({ store, cacheTtlMs })
-  const registry = createRegistry({ store, urlPolicy, cacheTtlMs, onChange: (company) => matcher.invalidate(company) })
+  const registry = createRegistry({ store, urlPolicy, cacheTtlMs, signer, onChange: (company) => matcher.invalidate(company) })
   const shutdown = new AbortController()
   const sends = pLimit(concurrency)
   let waiting = 0
@@ -177,6 +181,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     leaseMs,
     urlPolicy,
     transport,
+    signer,
     now,
     signal: shutdown.signal,
     sends: <T>(send: () => Promise<T>) => sends(send),

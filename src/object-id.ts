@@ -3,8 +3,12 @@
  * and a 3-byte counter. Ids made later sort later, which the stores use for newest-first order.
  */
 
-const processRandom = crypto.getRandomValues(new Uint8Array(5))
+// The random middle, as hex, made once per process.
+const processRandom = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, '0')).join('')
 let counter = crypto.getRandomValues(new Uint32Array(1))[0]! & 0xffffff
+// Many ids are made within one second: keep its prefix.
+let lastSeconds = -1
+let prefix = ''
 
 /**
  * A new ObjectId as 24 lowercase hexadecimal characters.
@@ -17,13 +21,9 @@ let counter = crypto.getRandomValues(new Uint32Array(1))[0]! & 0xffffff
 export function objectId(now: number = Date.now()): string {
   counter = (counter + 1) & 0xffffff
   const seconds = Math.floor(now / 1000)
-  return (
-    hex(seconds, 8) +
-    Array.from(processRandom, (b) => hex(b, 2)).join('') +
-    hex(counter, 6)
-  )
-}
-
-function hex(n: number, width: number): string {
-  return n.toString(16).padStart(width, '0').slice(-width)
+  if (seconds !== lastSeconds) {
+    lastSeconds = seconds
+    prefix = (seconds >>> 0).toString(16).padStart(8, '0').slice(-8) + processRandom
+  }
+  return prefix + counter.toString(16).padStart(6, '0')
 }

@@ -12,7 +12,8 @@ import {
   type WebhookPatch,
 } from './model.js'
 import { objectId } from './object-id.js'
-import { generateSecret, importSecret } from './signing.js'
+import { webCryptoSigner, type Signer } from './signer.js'
+import { generateSecret } from './signing.js'
 import type { Store, StoredWebhook } from './store.js'
 import { checkUrl, type UrlPolicy } from './url-guard.js'
 import { parse } from './validate.js'
@@ -45,8 +46,8 @@ export interface Registry {
 export interface DeliveryTarget {
   /** The webhook as stored. */
   webhook: COTWebhook
-  /** HMAC keys of its valid secrets, imported once. */
-  keys: CryptoKey[]
+  /** Its valid secrets, prepared by the signer once. */
+  keys: unknown[]
   /** Why the URL may not be called under the engine's URL policy, checked once; absent when it may. */
   unsafe?: string
 }
@@ -73,6 +74,8 @@ export interface RegistryOptions {
   cacheSize?: number
   /** Re-read a cached target after this long (other processes may have written it); 0 keeps it until a write. Default 0. */
   cacheTtlMs?: number
+  /** Prepares the secrets of delivery targets. Default {@link webCryptoSigner}. */
+  signer?: Signer
 }
 
 const ListOptionsSchema = v.object({
@@ -94,6 +97,7 @@ const MAX_WRITE_RETRIES = 8
  */
 export function createRegistry(options: RegistryOptions): RegistryInternals {
   const { store, urlPolicy, onChange } = options
+  const signer = options.signer ?? webCryptoSigner
   const targets = new LRUCache<string, DeliveryTarget>({
     max: options.cacheSize ?? 10_000,
     ...(options.cacheTtlMs ? { ttl: options.cacheTtlMs } : {}),
@@ -200,7 +204,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       if (cached && cached.webhook.company === company) return cached
       const record = await store.getWebhook(company, id)
       if (!record) return undefined
-      const target: DeliveryTarget = { webhook: record.webhook, keys: await Promise.all(record.secrets.map(importSecret)) }
+      const target: DeliveryTarget = { webhook: record.webhook, keys: await Promise.all(record.secrets.map((secret) => signer.prepare(secret))) }
       try {
         checkUrl(record.webhook.url, urlPolicy)
       } catch (error) {

@@ -1,6 +1,6 @@
 import type { Attempt } from './model.js'
 import { parseRetryAfter } from './retry-policy.js'
-import { sign } from './signing.js'
+import type { Signer } from './signer.js'
 import type { Transport } from './transport.js'
 import { VERSION } from './version.js'
 
@@ -22,8 +22,10 @@ export interface AttemptRequest {
   id: string
   /** The COTEvent, serialised once per delivery. */
   body: string
-  /** HMAC keys of the webhook's valid secrets. */
-  keys: readonly CryptoKey[]
+  /** The webhook's valid secrets, prepared by `signer`. */
+  keys: readonly unknown[]
+  /** Makes the signature. */
+  signer: Signer
   /** Abort the attempt after this long, body included. */
   timeoutMs: number
   /** Keep at most this many bytes of the response body. */
@@ -59,7 +61,7 @@ const NO_RESPONSE_STATUS = 409
  *
  * @example
  * ```ts
- * const r = await sendAttempt({ url, id, body, keys, timeoutMs: 15_000, maxResponseBytes: 20_480,
+ * const r = await sendAttempt({ url, id, body, keys, signer: webCryptoSigner, timeoutMs: 15_000, maxResponseBytes: 20_480,
  *   maxRetryAfterMs: 3_600_000, transport: fetchTransport(), now: Date.now })
  * r.outcome // 'success' | 'gone' | 'retry'
  * ```
@@ -67,7 +69,7 @@ const NO_RESPONSE_STATUS = 409
 export async function sendAttempt(request: AttemptRequest): Promise<AttemptResult> {
   const startedAt = request.now()
   const timestamp = Math.floor(startedAt / 1000)
-  const signature = await sign(request.keys, request.id, timestamp, request.body)
+  const signature = await request.signer.sign(request.keys, request.id, timestamp, request.body)
   const controller = new AbortController()
   let timedOut = false
   const timer = setTimeout(() => {

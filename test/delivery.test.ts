@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { Webhook } from 'standardwebhooks'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { VERSION, verifyWebhook } from 'cotwebhook'
-import { nodeTransport, type NodeTransport } from 'cotwebhook/node'
+import { nodeSigner, nodeTransport, type NodeTransport } from 'cotwebhook/node'
 import { COMPANY, closeAll, engine, taskEvent, taskWebhook, useTransport } from './helpers/fixtures.js'
 import { startReceiver, type Receiver } from './helpers/receiver.js'
 
@@ -13,13 +13,14 @@ afterEach(async () => {
   await receiver?.close()
 })
 
-// Every behaviour below holds for both transports: the runtime's fetch and cotwebhook/node's undici pool.
+// Every behaviour below holds for both: the runtime's fetch with WebCrypto signing, and cotwebhook/node's
+// undici pool with node:crypto signing.
 for (const transportName of ['fetch', 'node'] as const) {
 describe(`a delivery (${transportName} transport)`, () => {
   let node: NodeTransport | undefined
   beforeAll(() => {
     node = transportName === 'node' ? nodeTransport({ connections: 8 }) : undefined
-    useTransport(node)
+    useTransport(node, node ? nodeSigner() : undefined)
   })
   afterAll(async () => {
     useTransport(undefined)

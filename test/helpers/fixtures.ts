@@ -1,13 +1,15 @@
-import { createWebhooks, objectId, type Transport, type WebhookInput, type Webhooks, type WebhooksOptions } from 'cotwebhook'
+import { createWebhooks, objectId, type Signer, type Transport, type WebhookInput, type Webhooks, type WebhooksOptions } from 'cotwebhook'
 
 export const COMPANY = '625be93a286ef83c1c0e845f'
 export const OTHER_COMPANY = '625be93a286ef83c1c0e8460'
 export const TASK_GROUP = '6261612a8f1e99002e5c8cce'
 
-/** The transport engines get unless a test says otherwise (undefined: the runtime's fetch). */
+/** The transport and signer engines get unless a test says otherwise (undefined: fetch, WebCrypto). */
 let defaultTransport: Transport | undefined
-export function useTransport(transport: Transport | undefined): void {
+let defaultSigner: Signer | undefined
+export function useTransport(transport: Transport | undefined, signer?: Signer): void {
   defaultTransport = transport
+  defaultSigner = signer
 }
 
 /** An engine for loopback receivers, closed by `closeAll()`. */
@@ -17,6 +19,7 @@ export function engine(options: WebhooksOptions = {}): Webhooks {
     allowPrivateNetworks: true,
     onError: (e) => console.error(e),
     ...(defaultTransport ? { transport: defaultTransport } : {}),
+    ...(defaultSigner ? { signer: defaultSigner } : {}),
     ...options,
   })
   open.push(hooks)

@@ -1,0 +1,73 @@
+/**
+ * `npm run bench`: every benchmark, each a ratio against a baseline measured in the same run, printed
+ * as a table and written to bench/results.json (`--out <file>` to write elsewhere, `--quick` for a
+ * small smoke run). These are not tests: nothing here passes or fails on a number.
+ */
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { dispatchBench } from './dispatch.js'
+import { durableBench } from './durable.js'
+import { emitOverheadBench } from './emit-overhead.js'
+import { latencyBench } from './latency.js'
+import { machine, quick, type Result } from './lib.js'
+import { matcherBench } from './matcher.js'
+
+const outIndex = process.argv.indexOf('--out')
+const out = outIndex > 0 ? process.argv[outIndex + 1]! : fileURLToPath(new URL('./results.json', import.meta.url))
+
+// The targets of the performance issue, to say beside each figure whether it was met.
+const TARGETS: Record<string, { text: string; met: (r: Result) => boolean }> = {
+  matcher: { text: '≥ 1,000× and ≥ 1M/s', met: (r) => r.ratio >= 1_000 && r.value >= 1_000_000 },
+  dispatch: { text: '≥ 0.85', met: (r) => r.ratio >= 0.85 },
+  'dispatch-ordered': { text: '≥ 0.85', met: (r) => r.ratio >= 0.85 },
+  latency: { text: '≤ 2× and < 5 ms', met: (r) => r.ratio <= 2 && r.value < 5 },
+  'emit-overhead': { text: '≥ 0.90', met: (r) => r.ratio >= 0.9 },
+  memory: { text: '≤ 1,024 B', met: (r) => r.value <= 1_024 },
+  'durable-sqlite': { text: '≥ 0.5', met: (r) => r.ratio >= 0.5 },
+  'durable-postgres': { text: '≥ 0.5', met: (r) => r.ratio >= 0.5 },
+}
+
+const results: Result[] = []
+const started = performance.now()
+const step = async (label: string, run: () => Promise<Result | Result[]>) => {
+  const t = performance.now()
+  process.stdout.write(`${label} … `)
+  results.push(...[await run()].flat())
+  console.log(`${((performance.now() - t) / 1000).toFixed(1)} s`)
+}
+
+await step('matcher', matcherBench)
+await step('memory', memoryInChild)
+await step('dispatch', dispatchBench)
+await step('latency', latencyBench)
+await step('emit overhead', emitOverheadBench)
+await step('durable', durableBench)
+
+const rows = [['name', 'value', 'baseline', 'ratio', 'target', '']]
+for (const r of results) {
+  const target = TARGETS[r.name]
+  rows.push([r.name, `${r.value.toLocaleString('en')} ${r.unit}`, r.baseline.toLocaleString('en'), String(r.ratio), target?.text ?? '', target ? (target.met(r) ? 'met' : 'missed') : ''])
+}
+const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
+console.log()
+for (const [i, row] of rows.entries()) {
+  console.log(row.map((cell, j) => cell.padEnd(widths[j]!)).join('  ').trimEnd())
+  if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '))
+}
+for (const r of results) console.log(`- ${r.name}: ${r.detail}`)
+const report = { machine: machine(), date: new Date().toISOString(), quick, results }
+writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`)
+console.log(`\n${machine()}; ${((performance.now() - started) / 1000).toFixed(0)} s; written to ${out}`)
+
+/** The memory figure needs a clean heap and --expose-gc: a process of its own. */
+function memoryInChild(): Promise<Result> {
+  const script = fileURLToPath(new URL('./memory.ts', import.meta.url))
+  const args = ['--expose-gc', '--import', 'tsx', '--conditions=cotwebhook-source', script, ...(quick ? ['--quick'] : [])]
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    let text = ''
+    child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()))
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(text.trim().split('\n').at(-1)!) as Result) : reject(new Error(`memory bench exited with ${code}`))))
+  })
+}

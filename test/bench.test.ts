@@ -1,0 +1,33 @@
+import { execFile } from 'node:child_process'
+import { readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { postgresAvailable } from './helpers/postgres.js'
+
+const run = promisify(execFile)
+const root = new URL('..', import.meta.url).pathname
+const pgUp = await postgresAvailable('bench smoke run (durable-postgres)')
+
+// A smoke run: the bench scripts still execute and write every figure. No timing is judged here.
+describe('npm run bench', () => {
+  it('runs every benchmark on a small workload and writes the JSON', async () => {
+    const out = join(tmpdir(), `cotwebhook-bench-${process.pid}.json`)
+    try {
+      await run(process.execPath, ['--import', 'tsx', '--conditions=cotwebhook-source', 'bench/run.ts', '--quick', '--out', out], { cwd: root, timeout: 150_000 })
+      const report = JSON.parse(readFileSync(out, 'utf8')) as { machine: string; results: { name: string; value: number; baseline: number; ratio: number; unit: string }[] }
+      const names = ['matcher', 'memory', 'dispatch', 'dispatch-ordered', 'latency', 'emit-overhead', 'durable-sqlite', ...(pgUp ? ['durable-postgres'] : [])]
+      expect(report.results.map((r) => r.name)).toEqual(names)
+      expect(report.machine).toMatch(/Node v\d+/)
+      for (const r of report.results) {
+        expect(Number.isFinite(r.value) && r.value > 0, r.name).toBe(true)
+        expect(Number.isFinite(r.baseline) && r.baseline > 0, r.name).toBe(true)
+        expect(Number.isFinite(r.ratio), r.name).toBe(true)
+        expect(r.unit, r.name).not.toBe('')
+      }
+    } finally {
+      rmSync(out, { force: true })
+    }
+  }, 180_000)
+})

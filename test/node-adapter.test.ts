@@ -1,0 +1,32 @@
+import { Webhook } from 'standardwebhooks'
+import { describe, expect, it } from 'vitest'
+import { generateSecret, webCryptoSigner } from 'cotwebhook'
+import { nodeSigner, nodeTransport } from 'cotwebhook/node'
+
+describe('nodeSigner()', () => {
+  it('makes the same signatures as the WebCrypto signer, which standardwebhooks accepts', async () => {
+    const secrets = [generateSecret(), generateSecret()]
+    const node = nodeSigner()
+    const nodeKeys = secrets.map((s) => node.prepare(s))
+    const webKeys = await Promise.all(secrets.map((s) => webCryptoSigner.prepare(s)))
+    const body = JSON.stringify({ hello: 'wörld', n: 1 })
+    const timestamp = Math.floor(Date.now() / 1000)
+    const header = await node.sign(nodeKeys, 'msg_1', timestamp, body)
+    expect(header).toBe(await webCryptoSigner.sign(webKeys, 'msg_1', timestamp, body))
+    expect(header.split(' ')).toHaveLength(2)
+    for (const secret of secrets) {
+      const headers = { 'webhook-id': 'msg_1', 'webhook-timestamp': String(timestamp), 'webhook-signature': header }
+      expect(new Webhook(secret).verify(body, headers)).toEqual({ hello: 'wörld', n: 1 })
+    }
+  })
+
+  it('refuses an empty secret', () => {
+    expect(() => nodeSigner().prepare('whsec_')).toThrow('a whsec_ secret must not be empty')
+  })
+})
+
+describe('nodeTransport()', () => {
+  it('refuses a pool without connections', () => {
+    expect(() => nodeTransport({ connections: 0 })).toThrow('connections must be a positive integer, not 0')
+  })
+})
