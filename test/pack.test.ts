@@ -65,6 +65,7 @@ describe('npm pack', () => {
     expect(paths).toContain('dist/src/testing/index.js')
     expect(paths).toContain('dist/adapters/sqlite/index.js')
     expect(paths).toContain('dist/adapters/postgres/index.d.ts')
+    expect(paths).toContain('dist/adapters/node/index.js') // needs undici, an optional peer, when imported
     expect(paths.some((p) => p.startsWith('src/') || p.startsWith('test/'))).toBe(false)
 
     await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))

@@ -18,8 +18,8 @@ export interface NodeTransport extends Transport {
 }
 
 /**
- * A transport for Node (and Bun) on undici's `request()` with a keep-alive pool: about four times
- * the requests per second of Node 20's global `fetch` on the same machine. Redirects are not
+ * A transport for Node (and Bun) on undici's `request()` with a keep-alive pool (on this project's
+ * 2-core machine a loop of it sent about 8,900 POSTs/s where Node 20's `fetch` sent 2,000). Redirects are not
  * followed; at most `maxResponseBytes` of a body are read, then the connection's body is dropped.
  *
  * @param {number} [options.connections=32] - keep-alive connections per origin
