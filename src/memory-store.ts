@@ -48,7 +48,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const codes = new Set<string>()
 
   const deliveries = new Map<string, Held>()
-  const openByWebhook = new Map<string, string[]>() // open deliveries of a webhook, oldest first
+  // Open deliveries of a webhook, oldest first: a Set keeps insertion order and removes in O(1).
+  const openByWebhook = new Map<string, Set<string>>()
+  const headOf = (webhookId: string) => openByWebhook.get(webhookId)?.values().next().value
   const allByWebhook = new Map<string, string[]>() // every delivery of a webhook, oldest first
   const idempotency = new Map<string, { result: EnqueueResult; at: number }>()
   let openTotal = 0
@@ -73,7 +75,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     return held
   }
 
-  const isHead = (held: Held) => openByWebhook.get(held.delivery.webhookId)?.[0] === held.delivery.id
+  const isHead = (held: Held) => headOf(held.delivery.webhookId) === held.delivery.id
 
   const index = (held: Held, heap: DueHeap<Stamped> | undefined) =>
     heap?.push(availableAt(held), held.seq, { held, stamp: held.stamp })
@@ -86,11 +88,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   }
 
   const close = (held: Held) => {
-    const queue = openByWebhook.get(held.delivery.webhookId)!
-    const wasHead = queue[0] === held.delivery.id
-    queue.splice(queue.indexOf(held.delivery.id), 1)
-    if (!queue.length) openByWebhook.delete(held.delivery.webhookId)
-    else if (wasHead) index(deliveries.get(queue[0]!)!, headsDue) // the next one is the head now
+    const { webhookId, id } = held.delivery
+    const queue = openByWebhook.get(webhookId)!
+    const wasHead = headOf(webhookId) === id
+    queue.delete(id)
+    if (!queue.size) openByWebhook.delete(webhookId)
+    else if (wasHead) index(deliveries.get(headOf(webhookId)!)!, headsDue) // the next one is the head now
     openTotal--
     held.stamp++
   }
@@ -105,7 +108,10 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     if (!ordered && anyDue) return anyDue
     const heap = new DueHeap<Stamped>()
     for (const queue of openByWebhook.values()) {
-      for (const id of ordered ? queue.slice(0, 1) : queue) index(deliveries.get(id)!, heap)
+      for (const id of queue) {
+        index(deliveries.get(id)!, heap)
+        if (ordered) break // the head only
+      }
     }
     if (ordered) headsDue = heap
     else anyDue = heap
@@ -181,7 +187,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         }
         const held: Held = { delivery, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq, stamp: 0 }
         deliveries.set(id, held)
-        append(openByWebhook, webhookId, id)
+        const open = openByWebhook.get(webhookId)
+        if (open) open.add(id)
+        else openByWebhook.set(webhookId, new Set([id]))
         append(allByWebhook, webhookId, id)
         openTotal++
         index(held, anyDue)

@@ -76,7 +76,6 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
     timedOut = true
     controller.abort()
   }, request.timeoutMs)
-  const host = hostOf(request.url)
   try {
     const response = await request.transport({
       url: request.url,
@@ -115,7 +114,7 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
     return {
       outcome: 'retry',
       attempt: { at: new Date(startedAt).toISOString(), status: NO_RESPONSE_STATUS, durationMs, error },
-      response: `POST ${host}: ${error} after ${durationMs} ms`,
+      response: `POST ${hostOf(request.url)}: ${error} after ${durationMs} ms`,
     }
   } finally {
     clearTimeout(timer)
