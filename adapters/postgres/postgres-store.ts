@@ -8,12 +8,13 @@ import type {
   Lease,
   PruneResult,
   Settlement,
-  Store,
   StoreChange,
 } from 'cotwebhook'
+import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
+import { listen } from './listen.js'
+import type { PgPool, PgQueryable } from './pg-types.js'
 import {
   SCHEMA_VERSION,
-  schemaError,
   schemaStatements,
   tables,
   toDelivery,
@@ -21,23 +22,6 @@ import {
   type DeliveryRow,
   type WebhookRow,
 } from '../sql/schema.js'
-
-/** What the store needs of a `pg` client or pool: `query`. */
-export interface PgQueryable {
-  query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>
-}
-
-/** A client checked out of a `pg.Pool`. */
-export interface PgPoolClient extends PgQueryable {
-  release(error?: Error | boolean): void
-  on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown
-  on(event: 'error', listener: (error: Error) => void): unknown
-}
-
-/** A `pg.Pool`. */
-export interface PgPool extends PgQueryable {
-  connect(): Promise<PgPoolClient>
-}
 
 /** Options of {@link postgresStore}. */
 export interface PostgresStoreOptions {
@@ -47,13 +31,11 @@ export interface PostgresStoreOptions {
   prefix?: string
 }
 
-/** The PostgreSQL store: the storage contract plus `migrate()` and `close()`. */
-export interface PostgresStore extends Store {
-  /** Creates the schema, tables and indexes if missing; safe to run from several processes at once. */
-  migrate(): Promise<void>
-  /** Stops listening for notifications. The pool is yours and stays open. */
-  close(): Promise<void>
-}
+/**
+ * The PostgreSQL store: the storage contract plus `migrate()` (safe from several processes at once)
+ * and `close()` (which stops listening for notifications; the pool is yours and stays open).
+ */
+export type PostgresStore = SqlStore
 
 /**
  * A store on PostgreSQL through a `pg.Pool`. Any number of processes may share one database: claims
@@ -82,25 +64,16 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   const t = tables(prefix, schema)
   // One channel per set of tables, so stores on other schemas do not wake each other.
   const channel = `${prefix}${schema}`.slice(0, 63)
-  let checked: Promise<void> | undefined
   const listeners = new Set<() => Promise<void>>()
-
-  const check = async () => {
-    let version: string | undefined
+  const gate = schemaGate('postgresStore', async () => {
     try {
-      version = (await pool.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)).rows[0]?.value
+      return (await pool.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)).rows[0]?.value
     } catch (error) {
-      if ((error as { code?: string }).code !== '42P01') throw error // undefined_table means: not migrated
-    }
-    if (version !== String(SCHEMA_VERSION)) throw schemaError('postgresStore', version)
-  }
-  const ready = async () => {
-    checked ??= check().catch((error) => {
-      checked = undefined
+      if ((error as { code?: string }).code === '42P01') return undefined // undefined_table: never migrated
       throw error
-    })
-    await checked
-  }
+    }
+  })
+  const ready = () => gate.ready()
 
   const notify = (client: PgQueryable, change: StoreChange) =>
     client.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(change)])
@@ -151,7 +124,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
           [String(SCHEMA_VERSION)],
         )
       })
-      checked = Promise.resolve()
+      gate.passed()
     },
 
     async close() {
@@ -376,40 +349,13 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
     },
 
     async watch(listener) {
-      let stopped = false
-      let client: PgPoolClient | undefined
-      const listen = async (): Promise<void> => {
-        const next = await pool.connect()
-        next.on('notification', (message) => {
-          if (message.channel !== channel || !message.payload) return
-          try {
-            listener(JSON.parse(message.payload) as StoreChange)
-          } catch {
-            // A payload from elsewhere on the channel: ignore it.
-          }
-        })
-        next.on('error', () => {
-          // The listening connection died: drop it and listen again; the poll covers the gap.
-          next.release(true)
-          if (client === next) client = undefined
-          if (!stopped) setTimeout(() => void listen().catch(() => {}), 1_000)
-        })
-        await next.query(`LISTEN "${channel}"`)
-        client = next
-        if (stopped) await stop()
+      const stop = await listen(pool, channel, listener)
+      const unlisten = async () => {
+        listeners.delete(unlisten)
+        await stop()
       }
-      const stop = async () => {
-        stopped = true
-        listeners.delete(stop)
-        const current = client
-        client = undefined
-        if (!current) return
-        await current.query(`UNLISTEN "${channel}"`).catch(() => {})
-        current.release()
-      }
-      listeners.add(stop)
-      await listen()
-      return stop
+      listeners.add(unlisten)
+      return unlisten
     },
   }
 }

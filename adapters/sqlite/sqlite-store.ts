@@ -8,12 +8,11 @@ import type {
   Lease,
   PruneResult,
   Settlement,
-  Store,
   StoredWebhook,
 } from 'cotwebhook'
+import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
 import {
   SCHEMA_VERSION,
-  schemaError,
   schemaStatements,
   tables,
   toDelivery,
@@ -45,13 +44,8 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number
 }
 
-/** The SQLite store: the storage contract plus `migrate()` and `close()`. */
-export interface SqliteStore extends Store {
-  /** Creates the tables and indexes if missing; safe to run on every start. */
-  migrate(): Promise<void>
-  /** Closes the connection if the store opened it (from a path); a Database you passed stays open. */
-  close(): Promise<void>
-}
+/** The SQLite store: the storage contract plus `migrate()` and `close()` (which closes a connection it opened from a path). */
+export type SqliteStore = SqlStore
 
 /**
  * A store on SQLite, through better-sqlite3 on Node or `bun:sqlite` on Bun (same SQL). Takes an
@@ -77,7 +71,6 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
   const ownsConnection = typeof database === 'string'
   const opening = open(database, options.busyTimeoutMs ?? 5_000)
   const statements = new WeakMap<SqliteDatabase, Map<string, SqliteStatement>>()
-  let checked: Promise<void> | undefined
 
   const prepared = (db: SqliteDatabase, sql: string): SqliteStatement => {
     let cache = statements.get(db)
@@ -87,25 +80,19 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     return statement
   }
 
-  const check = async (db: SqliteDatabase) => {
-    let version: string | undefined
-    try {
-      version = (prepared(db, `SELECT value FROM ${t.meta} WHERE key = 'schema_version'`).get() as { value: string } | null)?.value
-    } catch {
-      version = undefined
-    }
-    if (version !== String(SCHEMA_VERSION)) throw schemaError('sqliteStore', version)
-  }
-
-  // Every call but migrate() waits for the connection and a schema check, once.
-  const ready = async (): Promise<SqliteDatabase> => {
+  const gate = schemaGate('sqliteStore', async () => {
     const db = await opening
-    checked ??= check(db).catch((error) => {
-      checked = undefined
-      throw error
-    })
-    await checked
-    return db
+    try {
+      return (prepared(db, `SELECT value FROM ${t.meta} WHERE key = 'schema_version'`).get() as { value: string } | null)?.value
+    } catch {
+      return undefined // no such table: never migrated
+    }
+  })
+
+  // Every call but migrate() waits for the connection and the schema check.
+  const ready = async (): Promise<SqliteDatabase> => {
+    await gate.ready()
+    return opening
   }
 
   const deliverySelect = `SELECT d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
@@ -122,7 +109,7 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
         prepared(db, `INSERT INTO ${t.meta} (key, value) VALUES ('schema_version', ?)
           ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(SCHEMA_VERSION))
       })
-      checked = Promise.resolve()
+      gate.passed()
     },
 
     async close() {
