@@ -11,6 +11,7 @@ import type {
   StoredWebhook,
 } from 'cotwebhook'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
+import { settleParams, sqliteSql } from '../sql/sqlite-sql.js'
 import {
   SCHEMA_VERSION,
   schemaStatements,
@@ -80,10 +81,11 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     return statement
   }
 
+  const q = sqliteSql(t)
   const gate = schemaGate('sqliteStore', async () => {
     const db = await opening
     try {
-      return (prepared(db, `SELECT value FROM ${t.meta} WHERE key = 'schema_version'`).get() as { value: string } | null)?.value
+      return (prepared(db, q.readVersion).get() as { value: string } | null)?.value
     } catch {
       return undefined // no such table: never migrated
     }
@@ -94,20 +96,14 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     await gate.ready()
     return opening
   }
-
-  const deliverySelect = `SELECT d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
-      d.created_at, d.updated_at, d.next_attempt_at, e.body AS event
-    FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
-  const isHead = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} x
-      WHERE x.webhook_id = d.webhook_id AND x.state = 'pending' AND x.seq < d.seq)`
+  const changes = (result: { changes: number | bigint }) => Number(result.changes)
 
   return {
     async migrate() {
       const db = await opening
       atomic(db, () => {
         for (const statement of schemaStatements('sqlite', t)) db.exec(statement)
-        prepared(db, `INSERT INTO ${t.meta} (key, value) VALUES ('schema_version', ?)
-          ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(SCHEMA_VERSION))
+        prepared(db, q.setVersion).run(String(SCHEMA_VERSION))
       })
       gate.passed()
     },
@@ -119,47 +115,41 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
 
     async insertWebhook({ webhook, secrets }) {
       const db = await ready()
-      const result = prepared(db, `INSERT INTO ${t.webhooks} (id, company, code, trigger, is_active, version, doc, secrets)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`).run(
+      const result = prepared(db, q.insertWebhook).run(
         webhook._id, webhook.company, webhook.code, webhook.trigger, webhook.isActive ? 1 : 0, webhook.__v,
         JSON.stringify(webhook), JSON.stringify(secrets),
       )
-      return Number(result.changes) === 1
+      return changes(result) === 1
     },
 
     async getWebhook(company, id) {
       const db = await ready()
-      const row = prepared(db, `SELECT doc, secrets FROM ${t.webhooks} WHERE id = ? AND company = ?`).get(id, company)
+      const row = prepared(db, q.getWebhook).get(id, company)
       return row ? toStoredWebhook(row as WebhookRow) : undefined
     },
 
     async listWebhooks(company, query) {
       const db = await ready()
-      const filter = query.isActive === undefined ? '' : 'AND is_active = ?'
-      const params = query.isActive === undefined ? [company] : [company, query.isActive ? 1 : 0]
-      const rows = prepared(db, `SELECT doc FROM ${t.webhooks} WHERE company = ? ${filter} ORDER BY seq LIMIT ? OFFSET ?`).all(
-        ...params, query.limit, query.offset,
-      ) as { doc: string }[]
-      const { n } = prepared(db, `SELECT COUNT(*) AS n FROM ${t.webhooks} WHERE company = ? ${filter}`).get(...params) as { n: number }
+      const filtered = query.isActive !== undefined
+      const params = filtered ? [company, query.isActive ? 1 : 0] : [company]
+      const rows = prepared(db, q.listWebhooks(filtered)).all(...params, query.limit, query.offset) as { doc: string }[]
+      const { n } = prepared(db, q.countWebhooks(filtered)).get(...params) as { n: number }
       return { items: rows.map((r) => JSON.parse(r.doc) as COTWebhook), count: n }
     },
 
     async activeWebhooks(company, trigger) {
       const db = await ready()
-      const rows = prepared(db, `SELECT doc FROM ${t.webhooks} WHERE company = ? AND trigger = ? AND is_active = 1 ORDER BY seq`).all(
-        company, trigger,
-      ) as { doc: string }[]
+      const rows = prepared(db, q.activeWebhooks).all(company, trigger) as { doc: string }[]
       return rows.map((r) => JSON.parse(r.doc) as COTWebhook)
     },
 
     async updateWebhook({ webhook, secrets }: StoredWebhook, expectedVersion) {
       const db = await ready()
-      const result = prepared(db, `UPDATE ${t.webhooks} SET trigger = ?, is_active = ?, version = ?, doc = ?, secrets = ?
-        WHERE id = ? AND company = ? AND version = ? AND code = ?`).run(
+      const result = prepared(db, q.updateWebhook).run(
         webhook.trigger, webhook.isActive ? 1 : 0, webhook.__v, JSON.stringify(webhook), JSON.stringify(secrets),
         webhook._id, webhook.company, expectedVersion, webhook.code,
       )
-      return Number(result.changes) === 1
+      return changes(result) === 1
     },
 
     async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
@@ -168,26 +158,17 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
       const company = input.event.company
       return atomic(db, () => {
         if (input.idempotencyKey !== undefined) {
-          const seen = prepared(db, `SELECT result FROM ${t.idempotency} WHERE company = ? AND key = ?`).get(company, input.idempotencyKey) as
-            | { result: string }
-            | null
-            | undefined
+          const seen = prepared(db, q.readIdempotency).get(company, input.idempotencyKey) as { result: string } | null | undefined
           if (seen) return { ...(JSON.parse(seen.result) as EnqueueResult), duplicate: true }
         }
         if (input.deliveries.length) {
-          prepared(db, `INSERT INTO ${t.events} (id, company, body, created_at) VALUES (?, ?, ?, ?)`).run(
-            input.eventId, company, JSON.stringify(input.event), input.now,
-          )
-          const insert = prepared(db, `INSERT INTO ${t.deliveries}
-            (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at)
-            VALUES (?, ?, ?, ?, 'pending', '[]', NULL, '', ?, ?, ?)`)
+          prepared(db, q.insertEvent).run(input.eventId, company, JSON.stringify(input.event), input.now)
+          const insert = prepared(db, q.insertDelivery)
           for (const d of input.deliveries) insert.run(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now)
         }
         const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
         if (input.idempotencyKey !== undefined) {
-          prepared(db, `INSERT INTO ${t.idempotency} (company, key, result, created_at) VALUES (?, ?, ?, ?)`).run(
-            company, input.idempotencyKey, JSON.stringify(result), input.now,
-          )
+          prepared(db, q.insertIdempotency).run(company, input.idempotencyKey, JSON.stringify(result), input.now)
         }
         return result
       })
@@ -197,92 +178,63 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
       const db = await ready()
       const { now, limit, leaseMs, owner, ordered } = options
       if (limit <= 0) return []
-      const pick = prepared(db, `SELECT d.seq FROM ${t.deliveries} d
-        WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?)
-          AND (? = 0 OR ${isHead})
-        ORDER BY d.next_attempt_at, d.seq LIMIT ?`)
       const params = [now, now, ordered ? 1 : 0, limit]
       // Read first, outside any transaction: an idle poll never takes the write lock, so it never
       // waits behind a host transaction that is open on another connection.
-      if (!pick.all(...params).length) return []
+      if (!prepared(db, q.due).all(...params).length) return []
       const base = `${owner}:${crypto.randomUUID()}`
-      return atomic(db, () => {
-        const lease = prepared(db, `UPDATE ${t.deliveries} SET lease_token = ?, lease_until = ? WHERE seq = ?`)
-        const read = prepared(db, `${deliverySelect} WHERE d.seq = ?`)
+      return atomic(db, () =>
         // Picked again under the write lock: that answer is the one that counts.
-        return (pick.all(...params) as { seq: number }[]).map(({ seq }) => {
+        (prepared(db, q.due).all(...params) as { seq: number }[]).map(({ seq }) => {
           const token = `${base}:${seq}`
-          lease.run(token, now + leaseMs, seq)
-          const delivery = toDelivery(read.get(seq) as DeliveryRow)
+          prepared(db, q.lease).run(token, now + leaseMs, seq)
+          const delivery = toDelivery(prepared(db, q.deliveryBySeq).get(seq) as DeliveryRow)
           return { delivery, lease: { deliveryId: delivery.id, token } }
-        })
-      })
+        }),
+      )
     },
 
     async settle(lease: Lease, s: Settlement) {
       const db = await ready()
-      const attempt = s.attempt === undefined ? null : JSON.stringify(s.attempt)
-      const final = s.state !== 'pending'
-      const held = !final && s.holdUntil !== undefined
-      const result = prepared(db, `UPDATE ${t.deliveries} SET
-          attempts = CASE WHEN ? IS NULL THEN attempts ELSE json_insert(attempts, '$[#]', json(?)) END,
-          status = COALESCE(?, status), response = ?, updated_at = ?, state = ?, next_attempt_at = ?,
-          lease_token = ?, lease_until = ?
-        WHERE id = ? AND lease_token = ? AND lease_until >= ? AND state = 'pending'`).run(
-        attempt, attempt, s.attempt?.status ?? null, s.response, s.now, s.state,
-        final ? null : (s.nextAttemptAt ?? s.now),
-        held ? lease.token : null, held ? s.holdUntil : null,
-        lease.deliveryId, lease.token, s.now,
-      )
-      if (Number(result.changes) !== 1) throw new LeaseLostError(lease.deliveryId)
+      const result = prepared(db, q.settle).run(...settleParams(lease, { ...s, attemptStatus: s.attempt?.status }))
+      if (changes(result) !== 1) throw new LeaseLostError(lease.deliveryId)
     },
 
     async release(lease: Lease, now: number) {
       const db = await ready()
-      const result = prepared(db, `UPDATE ${t.deliveries} SET lease_token = NULL, lease_until = NULL
-        WHERE id = ? AND lease_token = ? AND lease_until >= ? AND state = 'pending'`).run(lease.deliveryId, lease.token, now)
-      if (Number(result.changes) !== 1) throw new LeaseLostError(lease.deliveryId)
+      if (changes(prepared(db, q.release).run(lease.deliveryId, lease.token, now)) !== 1) throw new LeaseLostError(lease.deliveryId)
     },
 
     async nextWakeAt(now, ordered) {
       const db = await ready()
-      const row = prepared(db, `SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until >= ? THEN d.lease_until
-          ELSE d.next_attempt_at END) AS wake
-        FROM ${t.deliveries} d WHERE d.state = 'pending' AND (? = 0 OR ${isHead})`).get(now, ordered ? 1 : 0) as { wake: number | null }
+      const row = prepared(db, q.nextWake).get(now, ordered ? 1 : 0) as { wake: number | null }
       return row.wake ?? undefined
     },
 
     async openCount() {
       const db = await ready()
-      return (prepared(db, `SELECT COUNT(*) AS n FROM ${t.deliveries} WHERE state = 'pending'`).get() as { n: number }).n
+      return (prepared(db, q.openCount).get() as { n: number }).n
     },
 
     async getDelivery(company, id) {
       const db = await ready()
-      const row = prepared(db, `${deliverySelect} WHERE d.id = ? AND d.company = ?`).get(id, company)
+      const row = prepared(db, q.getDelivery).get(id, company)
       return row ? toDelivery(row as DeliveryRow) : undefined
     },
 
     async listDeliveries(company, webhookId, page) {
       const db = await ready()
-      const rows = prepared(db, `${deliverySelect} WHERE d.webhook_id = ? AND d.company = ? ORDER BY d.seq DESC LIMIT ? OFFSET ?`).all(
-        webhookId, company, page.limit, page.offset,
-      ) as DeliveryRow[]
-      const { n } = prepared(db, `SELECT COUNT(*) AS n FROM ${t.deliveries} WHERE webhook_id = ? AND company = ?`).get(webhookId, company) as {
-        n: number
-      }
+      const rows = prepared(db, q.listDeliveries).all(webhookId, company, page.limit, page.offset) as DeliveryRow[]
+      const { n } = prepared(db, q.countDeliveries).get(webhookId, company) as { n: number }
       return { items: rows.map(toDelivery), count: n }
     },
 
     async prune(before, limit): Promise<PruneResult> {
       const db = await ready()
       return atomic(db, () => ({
-        deliveries: Number(prepared(db, `DELETE FROM ${t.deliveries} WHERE seq IN (SELECT seq FROM ${t.deliveries}
-          WHERE state <> 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?)`).run(before, limit).changes),
-        events: Number(prepared(db, `DELETE FROM ${t.events} WHERE id IN (SELECT e.id FROM ${t.events} e
-          WHERE e.created_at < ? AND NOT EXISTS (SELECT 1 FROM ${t.deliveries} d WHERE d.event_id = e.id) LIMIT ?)`).run(before, limit).changes),
-        idempotencyKeys: Number(prepared(db, `DELETE FROM ${t.idempotency} WHERE rowid IN (SELECT rowid FROM ${t.idempotency}
-          WHERE created_at < ? LIMIT ?)`).run(before, limit).changes),
+        deliveries: changes(prepared(db, q.pruneDeliveries).run(before, limit)),
+        events: changes(prepared(db, q.pruneEvents).run(before, limit)),
+        idempotencyKeys: changes(prepared(db, q.pruneIdempotency).run(before, limit)),
       }))
     },
   }
