@@ -7,7 +7,11 @@ export default defineConfig({
   },
   ssr: { resolve: { conditions: ['cotwebhook-source'] } },
   test: {
-    include: ['test/**/*.test.ts'],
+    // Two projects: Node (everything) and workerd (test/workerd, inside workerd through miniflare).
+    projects: [
+      { extends: true, test: { name: 'node', include: ['test/**/*.test.ts'], exclude: ['test/workerd/**'] } },
+      './test/workerd/vitest.config.ts',
+    ],
     testTimeout: 20_000,
     // The JSON report gives .ci/run its closing "N passed, N failed" line.
     reporters: ['default', ['json', { outputFile: '.tmp/vitest-report.json' }]],
