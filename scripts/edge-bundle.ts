@@ -23,12 +23,23 @@ const NODE_BUILTINS = new Set([...builtinModules, ...builtinModules.map((m) => `
 export const EDGE_ENTRY = "export * from 'cotwebhook'; export * from 'cotwebhook/hono'"
 
 export async function edgeBundle(entry: string = EDGE_ENTRY): Promise<EdgeBundle> {
-  const result = await build({
-    stdin: {
-      contents: entry,
-      resolveDir: new URL('..', import.meta.url).pathname,
-      loader: 'ts',
-    },
+  const result = await workersBuild({ stdin: { contents: entry, resolveDir: new URL('..', import.meta.url).pathname, loader: 'ts' } })
+  const code = result.outputFiles[0]!.contents
+  return { minified: code.byteLength, gzipped: gzipSync(code).byteLength, inputs: Object.keys(result.metafile.inputs) }
+}
+
+/**
+ * Bundles a Worker's entry file the same way (as wrangler would, without Node polyfills): the
+ * module text to give to Miniflare.
+ */
+export async function workerScript(entryFile: string): Promise<string> {
+  const result = await workersBuild({ entryPoints: [entryFile] })
+  return result.outputFiles[0]!.text
+}
+
+function workersBuild(input: { stdin: { contents: string; resolveDir: string; loader: 'ts' } } | { entryPoints: string[] }) {
+  return build({
+    ...input,
     bundle: true,
     minify: true,
     write: false,
@@ -54,8 +65,6 @@ export async function edgeBundle(entry: string = EDGE_ENTRY): Promise<EdgeBundle
       },
     ],
   })
-  const code = result.outputFiles[0]!.contents
-  return { minified: code.byteLength, gzipped: gzipSync(code).byteLength, inputs: Object.keys(result.metafile.inputs) }
 }
 
 if (process.argv[1]?.endsWith('edge-bundle.ts')) {

@@ -39,6 +39,11 @@ export interface Dispatcher {
   kick(): void
   /** Resolves once no delivery is open in the store and none is in flight here. */
   drain(): Promise<void>
+  /**
+   * Resolves once nothing is in flight here and nothing in the store is due now: what a short-lived
+   * worker (a queue consumer) waits for before it ends. Retries waiting in process are waited for.
+   */
+  flush(): Promise<void>
   /** Stops claiming, then waits for the runs in flight (waiting ones give their delivery back). */
   close(): Promise<void>
 }
@@ -166,6 +171,25 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           wake = setTimeout(resolve, recheck)
         })
         clearTimeout(wake)
+      }
+    },
+
+    async flush() {
+      for (;;) {
+        if (runs.size) {
+          await Promise.allSettled([...runs])
+          continue
+        }
+        const wake = await store.nextWakeAt(now(), ordered)
+        if (closed || !claiming || wake === undefined || wake > now()) return
+        // Something is due: let the loop claim it, and look again when it has.
+        kick()
+        let timeout: ReturnType<typeof setTimeout> | undefined
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve)
+          timeout = setTimeout(resolve, RECHECK_MS)
+        })
+        clearTimeout(timeout)
       }
     },
 

@@ -106,6 +106,11 @@ export interface Webhooks {
   listLogs(company: string, webhookId: string, options?: LogPageOptions): Promise<{ logs: COTWebhookLog[]; count: number }>
   /** Resolves once every delivery is final: none pending, scheduled for a retry or in flight. */
   drain(): Promise<void>
+  /**
+   * Delivers what is due now (short retries included, waited in process) and resolves with when the
+   * next delivery falls due, if any: for workers that run briefly, such as a queue consumer.
+   */
+  flush(): Promise<{ nextWakeAt?: number }>
   /** Removes final deliveries, logs and idempotency keys older than `olderThanMs` (default: `retention.maxAgeMs`). */
   prune(options?: { olderThanMs?: number }): Promise<PruneResult>
   /** Stops delivering: waits for attempts in flight, gives waiting retries back to the store. */
@@ -279,6 +284,12 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     listLogs,
 
     drain: () => dispatcher.drain(),
+
+    async flush() {
+      await dispatcher.flush()
+      const nextWakeAt = await store.nextWakeAt(now(), ordering === 'webhook')
+      return nextWakeAt === undefined ? {} : { nextWakeAt }
+    },
 
     prune: (pruneOptions = {}) => prune(pruneOptions.olderThanMs),
 

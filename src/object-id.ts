@@ -3,9 +3,10 @@
  * and a 3-byte counter. Ids made later sort later, which the stores use for newest-first order.
  */
 
-// The random middle, as hex, made once per process.
-const processRandom = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, '0')).join('')
-let counter = crypto.getRandomValues(new Uint32Array(1))[0]! & 0xffffff
+// The random middle, as hex, made once per process: on first use, because Cloudflare Workers refuse
+// to generate random values while a module loads.
+let processRandom = ''
+let counter = 0
 // Many ids are made within one second: keep its prefix.
 let lastSeconds = -1
 let prefix = ''
@@ -19,6 +20,10 @@ let prefix = ''
  * ```
  */
 export function objectId(now: number = Date.now()): string {
+  if (!processRandom) {
+    processRandom = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, '0')).join('')
+    counter = crypto.getRandomValues(new Uint32Array(1))[0]! & 0xffffff
+  }
   counter = (counter + 1) & 0xffffff
   const seconds = Math.floor(now / 1000)
   if (seconds !== lastSeconds) {

@@ -1,3 +1,5 @@
 export { d1Store } from './d1-store.js'
 export type { D1StoreOptions } from './d1-store.js'
 export type { D1Like, D1StatementLike } from './d1-types.js'
+export { workerWebhooks } from './worker-webhooks.js'
+export type { ExecutionContextLike, MessageBatchLike, QueueLike, WorkerWebhooks, WorkerWebhooksOptions } from './worker-webhooks.js'

@@ -46,7 +46,7 @@ const PageQuerySchema = v.object({ limit: v.optional(Integer), page: v.optional(
  *
  * Errors: `{ error: { code, message, fields? } }` with 400, 401, 404, 409 or 413.
  *
- * @param {Webhooks} hooks - the engine
+ * @param {Webhooks|Function} hooks - the engine, or `(c) => engine` where it is made per request (Workers)
  * @param {Function} options.company - the caller's company from the request; nothing means 401
  * @param {number} [options.maxBodyBytes=65536] - larger bodies get 413
  * @returns {Hono} a sub-app to mount with `app.route()`
@@ -55,11 +55,12 @@ const PageQuerySchema = v.object({ limit: v.optional(Integer), page: v.optional(
  * app.route('/api/v3', webhookApi(hooks, { company: (c) => companies.get(bearerToken(c)) }))
  * ```
  */
-export function webhookApi(hooks: Webhooks, options: WebhookApiOptions): Hono<ApiEnv> {
+export function webhookApi(hooks: Webhooks | ((c: Context) => Webhooks), options: WebhookApiOptions): Hono<ApiEnv> {
   if (typeof options?.company !== 'function') throw new TypeError('webhookApi: options.company must be a function (c) => companyId')
   const maxBodyBytes = options.maxBodyBytes ?? 65_536
   const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook api:', error))
   const app = new Hono<ApiEnv>()
+  const engine = (c: Context): Webhooks => (typeof hooks === 'function' ? hooks(c) : hooks)
 
   app.onError((error, c) => errorResponse(c, error, onError))
 
@@ -83,7 +84,7 @@ export function webhookApi(hooks: Webhooks, options: WebhookApiOptions): Hono<Ap
 
   app.get('/webhook/subscription', async (c) => {
     const query = parse(ListQuerySchema, c.req.query(), 'query')
-    const { webhooks, count } = await hooks.registry.list(c.var.company, {
+    const { webhooks, count } = await engine(c).registry.list(c.var.company, {
       ...(query.isActive === 'all' ? {} : { isActive: query.isActive === 'true' }),
       ...(query.limit === undefined ? {} : { limit: query.limit }),
       ...(query.page === undefined ? {} : { page: query.page }),
@@ -93,25 +94,25 @@ export function webhookApi(hooks: Webhooks, options: WebhookApiOptions): Hono<Ap
 
   app.get('/webhook/subscription/logs/:id', async (c) => {
     const query = parse(PageQuerySchema, c.req.query(), 'query')
-    const { logs, count } = await hooks.listLogs(c.var.company, c.req.param('id'), query)
+    const { logs, count } = await engine(c).listLogs(c.var.company, c.req.param('id'), query)
     return c.json({ data: { logs, count } })
   })
 
   app.get('/webhook/subscription/:id', async (c) => {
-    return c.json({ data: await hooks.registry.get(c.var.company, c.req.param('id')) })
+    return c.json({ data: await engine(c).registry.get(c.var.company, c.req.param('id')) })
   })
 
   app.get('/webhook/subscription/:id/secret', async (c) => {
-    return c.json({ data: { secret: await hooks.registry.secret(c.var.company, c.req.param('id')) } })
+    return c.json({ data: { secret: await engine(c).registry.secret(c.var.company, c.req.param('id')) } })
   })
 
   app.post('/webhook/subscription', limitBody, async (c) => {
-    const { webhook, secret } = await hooks.registry.create(c.var.company, await jsonBody(c))
+    const { webhook, secret } = await engine(c).registry.create(c.var.company, await jsonBody(c))
     return c.json({ data: webhook, secret }, 201)
   })
 
   app.patch('/webhook/subscription/:id', limitBody, async (c) => {
-    const webhook = await hooks.registry.update(c.var.company, c.req.param('id'), await jsonBody(c))
+    const webhook = await engine(c).registry.update(c.var.company, c.req.param('id'), await jsonBody(c))
     return c.json({ data: webhook })
   })
 
