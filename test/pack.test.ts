@@ -19,6 +19,7 @@ import { createWebhooks, memoryStore, verifyWebhook } from 'cotwebhook'
 import { webhooks, webhookApi } from 'cotwebhook/hono'
 import { sqliteStore } from 'cotwebhook/sqlite'
 import { postgresStore } from 'cotwebhook/postgres'
+import { d1Store, workerWebhooks } from 'cotwebhook/cloudflare'
 
 const bodies = []
 const server = createServer((req, res) => {
@@ -38,7 +39,7 @@ const event = await verifyWebhook(secret, bodies[0].headers, bodies[0].body)
 const [log] = await hooks.logs(company, webhook._id)
 await hooks.close()
 server.close()
-console.log(JSON.stringify({ type: event.type, state: log.state, hono: [typeof webhooks, typeof webhookApi], stores: [typeof sqliteStore, typeof postgresStore] }))
+console.log(JSON.stringify({ type: event.type, state: log.state, hono: [typeof webhooks, typeof webhookApi], stores: [typeof sqliteStore, typeof postgresStore, typeof d1Store, typeof workerWebhooks] }))
 `
 
 const typed = `
@@ -66,6 +67,7 @@ describe('npm pack', () => {
     expect(paths).toContain('dist/adapters/sqlite/index.js')
     expect(paths).toContain('dist/adapters/postgres/index.d.ts')
     expect(paths).toContain('dist/adapters/node/index.js') // needs undici, an optional peer, when imported
+    expect(paths).toContain('dist/adapters/cloudflare/index.js')
     expect(paths.some((p) => p.startsWith('src/') || p.startsWith('test/'))).toBe(false)
 
     await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))
@@ -73,7 +75,7 @@ describe('npm pack', () => {
     await writeFile(join(dir, 'check.mjs'), consumer)
     const { stdout } = await run(process.execPath, ['check.mjs'], { cwd: dir, timeout: 30_000 })
     // The adapters load without their drivers installed: they import them only when used.
-    expect(JSON.parse(stdout)).toEqual({ type: 'COTUser', state: 'succeeded', hono: ['function', 'function'], stores: ['function', 'function'] })
+    expect(JSON.parse(stdout)).toEqual({ type: 'COTUser', state: 'succeeded', hono: ['function', 'function'], stores: ['function', 'function', 'function', 'function'] })
 
     await writeFile(join(dir, 'typed.ts'), typed)
     await writeFile(
