@@ -43,9 +43,17 @@ export interface DeliverContext {
   sends: <T>(send: () => Promise<T>) => Promise<T>
   /** Told when a run starts (+1) and stops (-1) waiting between attempts, so its slot can be used. */
   waiting: (delta: 1 | -1) => void
+  /** Whether every send slot is taken (a run would queue for one). */
+  saturated: () => boolean
   /** The JSON of an event, made once for all of its deliveries. */
   body: (eventId: string, event: COTEvent) => string
+  /** Where a lost lease is reported: another claimer took the delivery, which may mean a double send. */
+  onError: (error: unknown) => void
 }
+
+// Renew the lease before sending when less than the attempt's timeout and this margin is left
+// (or half the slack between lease and timeout, for short leases).
+const RENEW_MARGIN_MS = 1_000
 
 class FailedAttempt extends Error {
   constructor(readonly result: AttemptResult) {
@@ -64,12 +72,24 @@ class Settled extends Error {}
  * for (const claimed of await store.claim(...)) await deliver(context, claimed)
  * ```
  */
-export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedDelivery): Promise<void> {
+export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedDelivery, claimedAt: number): Promise<void> {
   // Serialised once per event: every delivery and attempt of it signs and sends these same bytes.
   const body = ctx.body(delivery.eventId, delivery.event)
   const maxAttempts = ctx.schedule.length + 1
   let made = delivery.attempts.length
+  let leaseUntil = claimedAt + ctx.leaseMs
+  let lastResponse = delivery.response
   const settle = (settlement: Omit<Settlement, 'now'>) => ctx.store.settle(lease, { ...settlement, now: ctx.now() })
+
+  // A run may wait for a send slot (behind others' sends) long enough for its lease to run short:
+  // renew it before sending, so no other claimer takes the delivery while this one is sending it.
+  const keepLease = async () => {
+    const now = ctx.now()
+    const margin = Math.min(RENEW_MARGIN_MS, (ctx.leaseMs - ctx.timeoutMs) / 2)
+    if (now + ctx.timeoutMs + margin <= leaseUntil) return
+    await settle({ state: 'pending', response: lastResponse, nextAttemptAt: now, holdUntil: now + ctx.leaseMs })
+    leaseUntil = now + ctx.leaseMs
+  }
 
   if (made >= maxAttempts) {
     // Claimed after its last attempt was recorded but before it was marked failed (a crash between the two).
@@ -85,8 +105,9 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
       await settle({ state: 'failed', response: `not sent: ${why}` })
       throw new Settled()
     }
-    const result = await ctx.sends(() =>
-      sendAttempt({
+    const result = await ctx.sends(async () => {
+      await keepLease()
+      return sendAttempt({
         url: target.webhook.url,
         id: delivery.id,
         body,
@@ -97,9 +118,10 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
         maxRetryAfterMs: ctx.maxRetryAfterMs,
         transport: ctx.transport,
         now: ctx.now,
-      }),
-    )
+      })
+    })
     made++
+    lastResponse = result.response
     if (result.outcome === 'success') {
       await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
     } else if (result.outcome === 'gone') {
@@ -127,11 +149,18 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
       throw new Settled()
     }
     await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
+    leaseUntil = due + ctx.leaseMs
     ctx.waiting(1)
     try {
       await sleep(delay, ctx.signal)
     } finally {
       ctx.waiting(-1)
+    }
+    if (ctx.saturated()) {
+      // No slot free: queueing for one could outlast the lease. Give the delivery back, due now; the
+      // loop claims it again (with a fresh lease) as soon as a slot frees.
+      await settle({ state: 'pending', response, nextAttemptAt: ctx.now() })
+      throw new Settled()
     }
   }
 
@@ -163,7 +192,12 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
       },
     )
   } catch (error) {
-    if (error instanceof Settled || error instanceof LeaseLostError) return
+    if (error instanceof Settled) return
+    if (error instanceof LeaseLostError) {
+      // Someone else holds the delivery now; it will be finished there (perhaps sent twice).
+      ctx.onError(new Error(`cotwebhook: ${error.message}; it was taken over (another instance, or its lease ran out)`, { cause: error }))
+      return
+    }
     if (ctx.signal.aborted) {
       // Shutting down mid-wait: the attempt is recorded; give the delivery back for whoever runs next.
       return settleQuietly(ctx.store.release(lease, ctx.now()))

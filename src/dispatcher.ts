@@ -18,8 +18,8 @@ export interface DispatcherOptions {
   /** This engine's id in leases. */
   owner: string
   now: () => number
-  /** Runs one claimed delivery to its end (or hand-back). */
-  run: (claimed: ClaimedDelivery) => Promise<void>
+  /** Runs one claimed delivery to its end (or hand-back); `claimedAt` is the `now` its lease was taken at. */
+  run: (claimed: ClaimedDelivery, claimedAt: number) => Promise<void>
   /** How many runs are waiting between attempts right now (they need no send slot meanwhile). */
   waiting: () => number
   /** Where unexpected errors go (a store that failed, a bug); delivery goes on. */
@@ -91,8 +91,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   // Room to claim: free send slots (waiting runs need none), within the bound on runs held.
   const room = () => Math.min(concurrency - (runs.size - waiting()), concurrency * HELD_PER_SLOT - runs.size)
 
-  const track = (claimed: ClaimedDelivery) => {
-    const task: Promise<void> = run(claimed)
+  const track = (claimed: ClaimedDelivery, claimedAt: number) => {
+    const task: Promise<void> = run(claimed, claimedAt)
       .catch(onError)
       .finally(() => {
         runs.delete(task)
@@ -112,8 +112,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         const want = room()
         free = Math.max(0, want)
         if (want <= 0) break
-        const claimed = await store.claim({ now: now(), limit: want, leaseMs, owner, ordered })
-        for (const c of claimed) track(c)
+        const claimedAt = now()
+        const claimed = await store.claim({ now: claimedAt, limit: want, leaseMs, owner, ordered })
+        for (const c of claimed) track(c, claimedAt)
         free = want - claimed.length
         // A full batch may mean more is due; so does a kick that came meanwhile.
         if (claimed.length < want && !again) break
@@ -165,6 +166,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           if (!runs.size) return
           continue
         }
+        // Work may have been committed that told nobody (a host transaction, no poll): look for it.
+        kick()
         let wake: ReturnType<typeof setTimeout> | undefined
         await new Promise<void>((resolve) => {
           waiters.push(resolve)

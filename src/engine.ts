@@ -47,7 +47,7 @@ export interface WebhooksOptions extends UrlPolicy {
    * committed). Stores with `watch` (PostgreSQL's LISTEN/NOTIFY) wake the engine sooner. 0: never. Default 1 000.
    */
   pollIntervalMs?: number
-  /** How long matched webhook lists and delivery targets are cached when the store cannot tell of other processes' writes. Default 5 000; 0: until this engine writes. */
+  /** How long matched webhook lists and delivery targets are cached: 5 000 by default, 60 000 with a store that announces other processes' writes (PostgreSQL); 0: until a known write. */
   cacheTtlMs?: number
   /** `false`: this engine only emits and manages webhooks; other instances on the same store deliver. Default `true`. */
   dispatch?: boolean
@@ -163,7 +163,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const urlPolicy: UrlPolicy = { allowPrivateNetworks: options.allowPrivateNetworks ?? false }
 
   const pollIntervalMs = nonNegativeInteger('pollIntervalMs', options.pollIntervalMs ?? 1_000)
-  const cacheTtlMs = nonNegativeInteger('cacheTtlMs', options.cacheTtlMs ?? (store.watch ? 0 : 5_000))
+  // Stores that announce writes need the TTL only as a safety net.
+  const cacheTtlMs = nonNegativeInteger('cacheTtlMs', options.cacheTtlMs ?? (store.watch ? 60_000 : 5_000))
   const retention = options.retention
   if (retention) nonNegativeInteger('retention.maxAgeMs', retention.maxAgeMs)
 
@@ -190,11 +191,13 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     now,
     signal: shutdown.signal,
     sends: <T>(send: () => Promise<T>) => sends(send),
+    onError,
     body: (eventId: string, event: COTEvent) => {
       let body = bodies.get(eventId)
       if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
       return body
     },
+    saturated: () => sends.activeCount + sends.pendingCount >= concurrency,
     waiting: (delta: 1 | -1) => {
       waiting += delta
       // A run that starts waiting frees its send slot for other webhooks' deliveries.
@@ -208,7 +211,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     leaseMs,
     owner: objectId(),
     now,
-    run: (claimed) => deliver(context, claimed),
+    run: (claimed, claimedAt) => deliver(context, claimed, claimedAt),
     waiting: () => waiting,
     onError,
     pollIntervalMs,
@@ -218,11 +221,14 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   // Other processes' writes: wake up for their deliveries, forget their webhooks' cached versions.
   const watching = store.watch
     ?.call(store, (change) => {
-      if (change.kind === 'deliveries') dispatcher.kick()
-      else {
+      if (change.kind === 'webhook') {
         matcher.invalidate(change.company)
         registry.forget(change.id)
+      } else if (change.kind === 'reset') {
+        matcher.invalidate()
+        registry.forget()
       }
+      dispatcher.kick()
     })
     .catch((error: unknown) => {
       onError(error)

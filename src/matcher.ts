@@ -17,8 +17,8 @@ export interface MatcherOptions {
 export interface Matcher {
   /** The company's active webhooks whose trigger answers the event and whose context admits it. */
   match(event: COTEvent): Promise<COTWebhook[]>
-  /** Drops what is cached for a company (after any write to its webhooks). */
-  invalidate(company: string): void
+  /** Drops what is cached for a company (after any write to its webhooks), or for all of them. */
+  invalidate(company?: string): void
 }
 
 // type -> event -> trigger, and per trigger its [context field, data field] filter pairs: looked up
@@ -52,11 +52,13 @@ export function createMatcher(options: MatcherOptions): Matcher {
   })
   // A write that lands while a list is being read must not leave the old list cached.
   const generation = new Map<string, number>()
+  let epoch = 0
 
   const load = async (company: string, trigger: Trigger): Promise<COTWebhook[]> => {
     const before = generation.get(company) ?? 0
+    const beforeEpoch = epoch
     const list = await store.activeWebhooks(company, trigger)
-    if ((generation.get(company) ?? 0) === before) {
+    if ((generation.get(company) ?? 0) === before && epoch === beforeEpoch) {
       let lists = cache.get(company)
       if (!lists) cache.set(company, (lists = {}))
       lists[trigger] = list
@@ -88,6 +90,11 @@ export function createMatcher(options: MatcherOptions): Matcher {
     },
 
     invalidate(company) {
+      if (company === undefined) {
+        epoch++
+        cache.clear()
+        return
+      }
       generation.set(company, (generation.get(company) ?? 0) + 1)
       cache.delete(company)
     },

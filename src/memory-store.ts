@@ -76,6 +76,28 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   }
 
   const isHead = (held: Held) => headOf(held.delivery.webhookId) === held.delivery.id
+  // Deliveries of a webhook that hold a lease token (live or not yet taken over).
+  const outByWebhook = new Map<string, number>()
+  const out = (held: Held, delta: 1 | -1) => {
+    const n = (outByWebhook.get(held.delivery.webhookId) ?? 0) + delta
+    if (n > 0) outByWebhook.set(held.delivery.webhookId, n)
+    else outByWebhook.delete(held.delivery.webhookId)
+  }
+  // Whether another delivery of the webhook is under a live lease (an older one committed late must
+  // not go out beside it).
+  const otherOut = (held: Held, now: number) => {
+    if (!outByWebhook.get(held.delivery.webhookId)) return false
+    for (const id of openByWebhook.get(held.delivery.webhookId) ?? []) {
+      const other = deliveries.get(id)!
+      if (other !== held && other.leaseUntil >= now) return true
+    }
+    return false
+  }
+  // After a delivery stops being out, its webhook's head may have become claimable.
+  const reindexHead = (webhookId: string) => {
+    const head = headOf(webhookId)
+    if (head) index(deliveries.get(head)!, headsDue)
+  }
 
   const index = (held: Held, heap: DueHeap<Stamped> | undefined) =>
     heap?.push(availableAt(held), held.seq, { held, stamp: held.stamp })
@@ -211,6 +233,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         heap.pop()
         if (!current(top, ordered)) continue
         const held = top.value.held
+        if (ordered && otherOut(held, now)) continue // indexed again when the other one settles
+        if (!held.token) out(held, 1)
         held.token = `${options.owner}:${++tokenSeq}`
         held.leaseUntil = now + leaseMs
         touch(held)
@@ -232,19 +256,27 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       if (settlement.state === 'pending') {
         delivery.nextAttemptAt = settlement.nextAttemptAt ?? settlement.now
         if (settlement.holdUntil !== undefined) held.leaseUntil = settlement.holdUntil
-        else release(held)
+        else {
+          release(held)
+          out(held, -1)
+          reindexHead(delivery.webhookId)
+        }
         touch(held)
       } else {
         delivery.nextAttemptAt = null
         release(held)
+        out(held, -1)
         close(held)
+        reindexHead(delivery.webhookId)
       }
     },
 
     async release(lease: Lease, now: number) {
       const held = holdOf(lease, now)
       release(held)
+      out(held, -1)
       touch(held)
+      reindexHead(held.delivery.webhookId)
     },
 
     async nextWakeAt(_now, ordered) {
@@ -269,22 +301,23 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     async prune(before, limit) {
       const removed: PruneResult = { deliveries: 0, events: 0, idempotencyKeys: 0 }
       for (const [webhookId, ids] of allByWebhook) {
-        // Oldest first: stop at the first delivery too new or still open, keeping the list in order.
-        let cut = 0
-        while (cut < ids.length && removed.deliveries < limit) {
-          const { delivery } = deliveries.get(ids[cut]!)!
-          if (delivery.state === 'pending' || delivery.updatedAt >= before) break
-          deliveries.delete(delivery.id)
-          removed.deliveries++
-          cut++
-        }
-        if (cut) ids.splice(0, cut)
-        if (!ids.length) allByWebhook.delete(webhookId)
         if (removed.deliveries >= limit) break
+        const kept: string[] = []
+        for (const id of ids) {
+          const { delivery } = deliveries.get(id)!
+          if (removed.deliveries < limit && delivery.state !== 'pending' && delivery.updatedAt < before) {
+            deliveries.delete(id)
+            removed.deliveries++
+          } else kept.push(id)
+        }
+        if (kept.length) allByWebhook.set(webhookId, kept)
+        else allByWebhook.delete(webhookId)
       }
       for (const [key, entry] of idempotency) {
         if (removed.idempotencyKeys >= limit) break
-        if (entry.at < before) {
+        // A key stays while its event still has an open delivery: a repeated emit must not duplicate it.
+        const open = entry.result.deliveries.some(({ id }) => deliveries.get(id)?.delivery.state === 'pending')
+        if (entry.at < before && !open) {
           idempotency.delete(key)
           removed.idempotencyKeys++
         }

@@ -58,8 +58,8 @@ export interface RegistryInternals extends Registry {
   target(company: string, id: string): Promise<DeliveryTarget | undefined>
   /** Turns a webhook off for the engine's own reasons (a 410), whatever its version. */
   deactivate(company: string, id: string): Promise<void>
-  /** Drops a cached delivery target (another process wrote the webhook). */
-  forget(id: string): void
+  /** Drops a cached delivery target (another process wrote the webhook), or all of them. */
+  forget(id?: string): void
 }
 
 /** Options of {@link createRegistry}. */
@@ -215,7 +215,8 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     },
 
     forget(id) {
-      targets.delete(id)
+      if (id === undefined) targets.clear()
+      else targets.delete(id)
     },
 
     async deactivate(company, id) {

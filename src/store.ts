@@ -153,6 +153,8 @@ export type StoreChange =
   | { kind: 'deliveries' }
   /** A webhook was written: caches over it are stale. */
   | { kind: 'webhook'; company: string; id: string }
+  /** Changes may have been missed (the listening connection was lost): everything cached is suspect. */
+  | { kind: 'reset' }
 
 /** How many rows one `prune` call removed. */
 export interface PruneResult {

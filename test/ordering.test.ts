@@ -101,6 +101,24 @@ describe('the global concurrency limit', () => {
     expect(healthy.requests[0]!.at).toBeLessThan(Math.min(...retries.map((r) => r.at)))
   })
 
+  it('does not let a retry queued for a send slot lose its lease and be sent twice', async () => {
+    // Six retries wake at once and queue for one slot; each send takes longer than a sixth of the lease.
+    const seen = new Map<string, number>()
+    const receiver = await receive((request) => {
+      const id = request.headers['webhook-id']!
+      const n = (seen.get(id) ?? 0) + 1
+      seen.set(id, n)
+      return n === 1 ? { status: 500 } : { status: 200, delayMs: 150 }
+    })
+    const errors: unknown[] = []
+    const hooks = engine({ concurrency: 1, leaseMs: 400, timeoutMs: 200, retry: { schedule: [50] }, onError: (e) => errors.push(e) })
+    for (let i = 0; i < 6; i++) await hooks.registry.create(COMPANY, taskWebhook(`${receiver.url}/${i}`))
+    await hooks.emit(taskEvent())
+    await hooks.drain()
+    expect([...seen.values()]).toEqual([2, 2, 2, 2, 2, 2]) // one failure and one success each, no extra sends
+    expect(errors).toEqual([])
+  })
+
   it('is a positive integer', () => {
     expect(() => engine({ concurrency: 0 })).toThrow('concurrency must be a positive integer, not 0')
     expect(() => engine({ timeoutMs: 1.5 })).toThrow('timeoutMs must be a positive integer')

@@ -76,6 +76,32 @@ describe.skipIf(!available)('PostgreSQL', () => {
     })
   })
 
+  describe('a lost LISTEN connection', () => {
+    it('is re-established, and what was missed meanwhile is not served from stale caches', async () => {
+      const store = await fresh()
+      const schema = schemas.get(store)!
+      try {
+        const a = engine({ store, dispatch: false })
+        const bStore = postgresStore(pool, { schema })
+        const b = engine({ store: bStore, dispatch: false })
+        const { webhook } = await a.registry.create(COMPANY, taskWebhook('http://127.0.0.1:9/x'))
+        await new Promise((r) => setTimeout(r, 200))
+        expect((await b.emit(taskEvent())).deliveries).toHaveLength(1) // b caches the list
+        const listening = () =>
+          pool.query(`SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN "cotwebhook_${schema}"%' AND pid <> pg_backend_pid()`)
+        expect((await listening()).rows.length).toBeGreaterThanOrEqual(2)
+        await pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN "cotwebhook_${schema}"%'`)
+        // Written while nobody listens: the notification is lost.
+        await a.registry.update(COMPANY, webhook._id, { isActive: false })
+        await until(async () => (await b.emit(taskEvent())).deliveries.length === 0, 10_000, 'b to see the deactivation after reconnecting')
+        await until(async () => (await listening()).rows.length >= 2, 10_000, 'both engines listening again')
+      } finally {
+        await closeAll()
+        await dispose(store)
+      }
+    }, 30_000)
+  })
+
   describe('the transactional outbox on PostgreSQL', () => {
     it('delivers only what the host transaction committed', async () => {
       const receiver = await startReceiver()

@@ -101,6 +101,52 @@ describe('the transactional outbox on SQLite', () => {
     }
   })
 
+  it('never stalls the process while a host transaction holds the write lock, and delivers once it commits', async () => {
+    const receiver = await startReceiver()
+    try {
+      const path = file()
+      const store = await migrated(sqliteStore(path))
+      const hooks = engine({ store, pollIntervalMs: 20 })
+      await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+      const host = new Database(path)
+      host.exec('CREATE TABLE notes (n INTEGER)')
+      await hooks.emit(taskEvent(1)) // committed: its attempt's settle will need the write lock
+      host.exec('BEGIN IMMEDIATE')
+      host.prepare('INSERT INTO notes VALUES (1)').run()
+      // Measure the longest gap between timer ticks while the host holds the lock across awaits.
+      let last = performance.now()
+      let longest = 0
+      const ticker = setInterval(() => {
+        longest = Math.max(longest, performance.now() - last)
+        last = performance.now()
+      }, 5)
+      await new Promise((r) => setTimeout(r, 400))
+      host.exec('COMMIT')
+      await hooks.drain()
+      clearInterval(ticker)
+      expect(longest).toBeLessThan(200) // before: SQLite's busy handler blocked the process for its whole timeout
+      expect(receiver.requests).toHaveLength(1)
+      expect(await store.openCount()).toBe(0)
+      host.close()
+      await closeAll()
+      await store.close()
+    } finally {
+      await receiver.close()
+    }
+  })
+
+  it('refuses the store’s own connection as tx, since its claims would join the host transaction', async () => {
+    const db = new Database(':memory:')
+    const store = await migrated(sqliteStore(db))
+    const hooks = engine({ store, dispatch: false })
+    await hooks.registry.create(COMPANY, taskWebhook('http://127.0.0.1:9/x'))
+    db.exec('BEGIN')
+    await expect(hooks.emit(taskEvent(), { tx: db })).rejects.toThrow("sqliteStore: emit(…, { tx }) got the store's own connection")
+    db.exec('ROLLBACK')
+    await closeAll()
+    db.close()
+  })
+
   it('refuses a tx that is not a SQLite connection, and the memory store refuses any tx', async () => {
     const store = await migrated(sqliteStore(':memory:'))
     const hooks = engine({ store })

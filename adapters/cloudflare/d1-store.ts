@@ -104,7 +104,7 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
       const statements = []
       // The key first: a concurrent enqueue with the same key makes this whole batch fail, atomically.
       if (input.idempotencyKey !== undefined) {
-        statements.push(db.prepare(q.insertIdempotency).bind(company, input.idempotencyKey, JSON.stringify(result), input.now))
+        statements.push(db.prepare(q.insertIdempotency).bind(company, input.idempotencyKey, JSON.stringify(result), input.eventId, input.now))
       }
       if (input.deliveries.length) {
         statements.push(db.prepare(q.insertEvent).bind(input.eventId, company, JSON.stringify(input.event), input.now))
@@ -128,7 +128,7 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
       if (limit <= 0) return []
       // One statement picks and leases the due deliveries; D1 runs it alone, so no one else gets them.
       const rows = await all<DeliveryRow & { seq: number; lease_token: string }>(
-        q.leaseDue, `${owner}:${crypto.randomUUID()}`, now + leaseMs, now, now, ordered ? 1 : 0, limit,
+        q.leaseDue, `${owner}:${crypto.randomUUID()}`, now + leaseMs, now, now, ordered ? 1 : 0, now, limit,
       )
       if (!rows.length) return []
       const eventIds = [...new Set(rows.map((r) => r.event_id))]

@@ -3,8 +3,9 @@ import type { PgPool, PgPoolClient } from './pg-types.js'
 
 /**
  * Holds one pooled connection in `LISTEN` on the store's channel and passes each notification on.
- * If the connection dies it listens again after a second; meanwhile the engines' poll covers the gap.
- * Resolves to a function that stops listening and gives the connection back.
+ * If the connection dies it listens again, backing off up to 30 s between tries, and then announces
+ * a `reset`: notifications sent meanwhile are lost, so listeners drop what they cached and look for
+ * work. Resolves to a function that stops listening and gives the connection back.
  */
 export async function listen(pool: PgPool, channel: string, listener: (change: StoreChange) => void): Promise<() => Promise<void>> {
   let stopped = false
@@ -22,14 +23,41 @@ export async function listen(pool: PgPool, channel: string, listener: (change: S
       }
       listener(change)
     })
+    let dead = false
     next.on('error', () => {
-      next.release(true)
+      // pg may report one lost connection more than once: handle it once.
+      if (dead) return
+      dead = true
       if (client === next) client = undefined
-      if (!stopped) setTimeout(() => void connect().catch(() => {}), 1_000)
+      try {
+        next.release(true)
+      } catch {
+        // Already given back by the pool's own error handling.
+      }
+      void reconnect()
     })
-    await next.query(`LISTEN "${channel}"`)
+    try {
+      await next.query(`LISTEN "${channel}"`)
+    } catch (error) {
+      next.release(true)
+      throw error
+    }
     client = next
     if (stopped) await stop()
+  }
+
+  const reconnect = async () => {
+    for (let delay = 500; !stopped; delay = Math.min(delay * 2, 30_000)) {
+      await new Promise((resolve) => setTimeout(resolve, delay))
+      if (stopped) return
+      try {
+        await connect()
+        listener({ kind: 'reset' })
+        return
+      } catch {
+        // Still down: try again later.
+      }
+    }
   }
 
   const stop = async () => {

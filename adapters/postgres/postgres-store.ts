@@ -64,6 +64,8 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   const t = tables(prefix, schema)
   // One channel per set of tables, so stores on other schemas do not wake each other.
   const channel = `${prefix}${schema}`.slice(0, 63)
+  // The advisory-lock key space of this set of tables (any int4; a collision only makes a claim skip a round).
+  const lockSpace = hash32(channel)
   const listeners = new Set<() => Promise<void>>()
   const gate = schemaGate('postgresStore', async () => {
     try {
@@ -83,6 +85,10 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   const deliverySelect = `SELECT ${deliveryColumns}, e.body AS event FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
   const isHead = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} x
     WHERE x.webhook_id = d.webhook_id AND x.state = 'pending' AND x.seq < d.seq)`
+  // ($1 = now) None of the webhook's other deliveries is out: an older one committed late (a host
+  // transaction) must not go out beside a younger one already sent.
+  const noneOut = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} y
+    WHERE y.webhook_id = d.webhook_id AND y.state = 'pending' AND y.seq <> d.seq AND y.lease_until >= $1)`
 
   const transaction = async <T>(work: (client: PgQueryable) => Promise<T>, tx?: unknown): Promise<T> => {
     if (tx !== undefined) {
@@ -194,8 +200,8 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         if (input.idempotencyKey !== undefined) {
           // Claim the key first: a concurrent enqueue with the same key waits here for this one's outcome.
           const claimed = await client.query(
-            `INSERT INTO ${t.idempotency} (company, key, result, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-            [company, input.idempotencyKey, JSON.stringify(result), input.now],
+            `INSERT INTO ${t.idempotency} (company, key, result, event_id, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+            [company, input.idempotencyKey, JSON.stringify(result), input.eventId, input.now],
           )
           if (claimed.rowCount !== 1) {
             const { rows } = await client.query(`SELECT result FROM ${t.idempotency} WHERE company = $1 AND key = $2`, [
@@ -236,7 +242,9 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         `WITH picked AS (
            SELECT d.seq FROM ${t.deliveries} d
            WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until < $1)
-             AND (NOT $2::boolean OR ${isHead})
+             -- Ordered: the head, none of its webhook out, and this webhook claimed by no one else right now
+             -- (a transaction-scoped advisory lock, so two concurrent claims cannot both pass the checks).
+             AND (NOT $2::boolean OR (${isHead} AND ${noneOut} AND pg_try_advisory_xact_lock($6::int, hashtext(d.webhook_id))))
            ORDER BY d.next_attempt_at, d.seq
            LIMIT $3
            FOR UPDATE SKIP LOCKED
@@ -245,7 +253,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
          FROM picked WHERE d.seq = picked.seq
          RETURNING ${deliveryColumns}, d.lease_token,
            (SELECT e.body FROM ${t.events} e WHERE e.id = d.event_id) AS event`,
-        [now, ordered, limit, base, leaseMs],
+        [now, ordered, limit, base, leaseMs, lockSpace],
       )
       return rows
         .sort((a, b) => Number(a.next_attempt_at) - Number(b.next_attempt_at) || Number(a.seq) - Number(b.seq))
@@ -341,8 +349,9 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         [before, limit],
       )
       const keys = await pool.query(
-        `DELETE FROM ${t.idempotency} WHERE (company, key) IN (SELECT company, key FROM ${t.idempotency}
-           WHERE created_at < $1 LIMIT $2)`,
+        `DELETE FROM ${t.idempotency} WHERE (company, key) IN (SELECT i.company, i.key FROM ${t.idempotency} i
+           WHERE i.created_at < $1
+             AND NOT EXISTS (SELECT 1 FROM ${t.deliveries} d WHERE d.event_id = i.event_id AND d.state = 'pending') LIMIT $2)`,
         [before, limit],
       )
       return { deliveries: deliveries.rowCount ?? 0, events: events.rowCount ?? 0, idempotencyKeys: keys.rowCount ?? 0 }
@@ -358,6 +367,12 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       return unlisten
     },
   }
+}
+
+function hash32(text: string): number {
+  let h = 0
+  for (let i = 0; i < text.length; i++) h = (Math.imul(h, 31) + text.charCodeAt(i)) | 0
+  return h
 }
 
 function asClient(tx: unknown): PgQueryable {

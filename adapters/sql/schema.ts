@@ -95,6 +95,7 @@ export function schemaStatements(dialect: Dialect, t: Tables): string[] {
       company TEXT NOT NULL,
       key TEXT NOT NULL,
       result ${json} NOT NULL,
+      event_id TEXT NOT NULL,
       created_at ${int} NOT NULL,
       PRIMARY KEY (company, key)
     )`,

@@ -12,10 +12,14 @@ export function sqliteSql(t: Tables) {
   // A delivery is its webhook's head when no older one of that webhook is still open.
   const isHead = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} x
       WHERE x.webhook_id = d.webhook_id AND x.state = 'pending' AND x.seq < d.seq)`
-  // (now, now, ordered 0|1, limit)
+  // (now) And none of its webhook's other deliveries is out: an older one committed late (a host
+  // transaction) must not go out beside a younger one already sent.
+  const noneOut = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} y
+      WHERE y.webhook_id = d.webhook_id AND y.state = 'pending' AND y.seq <> d.seq AND y.lease_until >= ?)`
+  // (now, now, ordered 0|1, now, limit)
   const due = `SELECT d.seq FROM ${t.deliveries} d
     WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?)
-      AND (? = 0 OR ${isHead})
+      AND (? = 0 OR (${isHead} AND ${noneOut}))
     ORDER BY d.next_attempt_at, d.seq LIMIT ?`
   return {
     /** (version) */
@@ -38,19 +42,19 @@ export function sqliteSql(t: Tables) {
       WHERE id = ? AND company = ? AND version = ? AND code = ?`,
     /** (company, key) */
     readIdempotency: `SELECT result FROM ${t.idempotency} WHERE company = ? AND key = ?`,
-    /** (company, key, result, createdAt) */
-    insertIdempotency: `INSERT INTO ${t.idempotency} (company, key, result, created_at) VALUES (?, ?, ?, ?)`,
+    /** (company, key, result, eventId, createdAt) */
+    insertIdempotency: `INSERT INTO ${t.idempotency} (company, key, result, event_id, created_at) VALUES (?, ?, ?, ?, ?)`,
     /** (id, company, body, createdAt) */
     insertEvent: `INSERT INTO ${t.events} (id, company, body, created_at) VALUES (?, ?, ?, ?)`,
     /** (id, company, webhookId, eventId, createdAt, updatedAt, nextAttemptAt) */
     insertDelivery: `INSERT INTO ${t.deliveries}
       (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at)
       VALUES (?, ?, ?, ?, 'pending', '[]', NULL, '', ?, ?, ?)`,
-    /** (now, now, ordered 0|1, limit) */
+    /** (now, now, ordered 0|1, now, limit) */
     due,
     /** (leaseToken, leaseUntil, seq) */
     lease: `UPDATE ${t.deliveries} SET lease_token = ?, lease_until = ? WHERE seq = ?`,
-    /** (tokenBase, leaseUntil, now, now, ordered 0|1, limit): leases the due ones in one statement, returning them. */
+    /** (tokenBase, leaseUntil, now, now, ordered 0|1, now, limit): leases the due ones in one statement, returning them. */
     leaseDue: `UPDATE ${t.deliveries} SET lease_token = ? || ':' || seq, lease_until = ?
       WHERE seq IN (${due})
       RETURNING seq, id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, lease_token`,
@@ -83,7 +87,9 @@ export function sqliteSql(t: Tables) {
       WHERE state <> 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?)`,
     pruneEvents: `DELETE FROM ${t.events} WHERE id IN (SELECT e.id FROM ${t.events} e
       WHERE e.created_at < ? AND NOT EXISTS (SELECT 1 FROM ${t.deliveries} d WHERE d.event_id = e.id) LIMIT ?)`,
-    pruneIdempotency: `DELETE FROM ${t.idempotency} WHERE rowid IN (SELECT rowid FROM ${t.idempotency} WHERE created_at < ? LIMIT ?)`,
+    // A key stays while its event still has an open delivery: a repeated emit must not duplicate it.
+    pruneIdempotency: `DELETE FROM ${t.idempotency} WHERE rowid IN (SELECT i.rowid FROM ${t.idempotency} i WHERE i.created_at < ?
+      AND NOT EXISTS (SELECT 1 FROM ${t.deliveries} d WHERE d.event_id = i.event_id AND d.state = 'pending') LIMIT ?)`,
   }
 }
 

@@ -41,7 +41,10 @@ export interface SqliteDatabase {
 export interface SqliteStoreOptions {
   /** Prefix of the table names. Default `cotwebhook_`. */
   prefix?: string
-  /** How long a write waits for another connection's lock. Default 5 000 ms. */
+  /**
+   * How long a write keeps trying while another connection holds the write lock (a host transaction).
+   * It waits asynchronously, so the process goes on meanwhile. Default 5 000 ms.
+   */
   busyTimeoutMs?: number
 }
 
@@ -58,7 +61,7 @@ export type SqliteStore = SqlStore
  *
  * @param {SqliteDatabase|string} database - a Database, or a path to open
  * @param {string} [options.prefix='cotwebhook_'] - table name prefix
- * @param {number} [options.busyTimeoutMs=5000] - lock wait
+ * @param {number} [options.busyTimeoutMs=5000] - how long a write retries while the file is locked
  * @example
  * ```ts
  * import { sqliteStore } from 'cotwebhook/sqlite'
@@ -70,7 +73,21 @@ export type SqliteStore = SqlStore
 export function sqliteStore(database: SqliteDatabase | string, options: SqliteStoreOptions = {}): SqliteStore {
   const t = tables(options.prefix ?? 'cotwebhook_')
   const ownsConnection = typeof database === 'string'
-  const opening = open(database, options.busyTimeoutMs ?? 5_000)
+  const opening = open(database)
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
+  // SQLite's own busy handler would block the whole process while it waits; this waits asynchronously.
+  const write = async <T>(work: (db: SqliteDatabase) => T): Promise<T> => {
+    const db = await ready()
+    const deadline = Date.now() + busyTimeoutMs
+    for (;;) {
+      try {
+        return work(db)
+      } catch (error) {
+        if (!isBusy(error) || Date.now() >= deadline) throw error
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    }
+  }
   const statements = new WeakMap<SqliteDatabase, Map<string, SqliteStatement>>()
 
   const prepared = (db: SqliteDatabase, sql: string): SqliteStatement => {
@@ -114,11 +131,10 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     },
 
     async insertWebhook({ webhook, secrets }) {
-      const db = await ready()
-      const result = prepared(db, q.insertWebhook).run(
+      const result = await write((db) => prepared(db, q.insertWebhook).run(
         webhook._id, webhook.company, webhook.code, webhook.trigger, webhook.isActive ? 1 : 0, webhook.__v,
         JSON.stringify(webhook), JSON.stringify(secrets),
-      )
+      ))
       return changes(result) === 1
     },
 
@@ -144,19 +160,24 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     },
 
     async updateWebhook({ webhook, secrets }: StoredWebhook, expectedVersion) {
-      const db = await ready()
-      const result = prepared(db, q.updateWebhook).run(
+      const result = await write((db) => prepared(db, q.updateWebhook).run(
         webhook.trigger, webhook.isActive ? 1 : 0, webhook.__v, JSON.stringify(webhook), JSON.stringify(secrets),
         webhook._id, webhook.company, expectedVersion, webhook.code,
-      )
+      ))
       return changes(result) === 1
     },
 
     async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
       const own = await ready()
-      const db = input.tx === undefined ? own : asConnection(input.tx)
+      if (input.tx !== undefined && input.tx === own) {
+        throw new TypeError(
+          "sqliteStore: emit(…, { tx }) got the store's own connection; open your transaction on another connection to the same file (give the store a path)",
+        )
+      }
       const company = input.event.company
-      return atomic(db, () => {
+      // Inside the host's transaction the lock is the host's: no waiting. Otherwise wait it out asynchronously.
+      const run = <T>(work: (db: SqliteDatabase) => T) => (input.tx === undefined ? write(work) : Promise.resolve(work(asConnection(input.tx))))
+      return run((db) => atomic(db, () => {
         if (input.idempotencyKey !== undefined) {
           const seen = prepared(db, q.readIdempotency).get(company, input.idempotencyKey) as { result: string } | null | undefined
           if (seen) return { ...(JSON.parse(seen.result) as EnqueueResult), duplicate: true }
@@ -168,22 +189,25 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
         }
         const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
         if (input.idempotencyKey !== undefined) {
-          prepared(db, q.insertIdempotency).run(company, input.idempotencyKey, JSON.stringify(result), input.now)
+          prepared(db, q.insertIdempotency).run(company, input.idempotencyKey, JSON.stringify(result), input.eventId, input.now)
         }
         return result
-      })
+      }))
     },
 
     async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
       const db = await ready()
       const { now, limit, leaseMs, owner, ordered } = options
       if (limit <= 0) return []
-      const params = [now, now, ordered ? 1 : 0, limit]
+      // A host transaction is open on the store's own connection: a claim now would be part of it.
+      if (db.inTransaction) return []
+      const params = [now, now, ordered ? 1 : 0, now, limit]
       // Read first, outside any transaction: an idle poll never takes the write lock, so it never
       // waits behind a host transaction that is open on another connection.
       if (!prepared(db, q.due).all(...params).length) return []
       const base = `${owner}:${crypto.randomUUID()}`
-      return atomic(db, () =>
+      // The file is locked by someone else's transaction: claim on a later round instead of waiting.
+      return tryWrite(() => atomic(db, () =>
         // Picked again under the write lock: that answer is the one that counts.
         (prepared(db, q.due).all(...params) as { seq: number }[]).map(({ seq }) => {
           const token = `${base}:${seq}`
@@ -191,18 +215,18 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
           const delivery = toDelivery(prepared(db, q.deliveryBySeq).get(seq) as DeliveryRow)
           return { delivery, lease: { deliveryId: delivery.id, token } }
         }),
-      )
+      ), [])
     },
 
     async settle(lease: Lease, s: Settlement) {
-      const db = await ready()
-      const result = prepared(db, q.settle).run(...settleParams(lease, { ...s, attemptStatus: s.attempt?.status }))
+      const result = await write((db) => prepared(db, q.settle).run(...settleParams(lease, { ...s, attemptStatus: s.attempt?.status })))
       if (changes(result) !== 1) throw new LeaseLostError(lease.deliveryId)
     },
 
     async release(lease: Lease, now: number) {
-      const db = await ready()
-      if (changes(prepared(db, q.release).run(lease.deliveryId, lease.token, now)) !== 1) throw new LeaseLostError(lease.deliveryId)
+      if (changes(await write((db) => prepared(db, q.release).run(lease.deliveryId, lease.token, now))) !== 1) {
+        throw new LeaseLostError(lease.deliveryId)
+      }
     },
 
     async nextWakeAt(now, ordered) {
@@ -230,12 +254,11 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     },
 
     async prune(before, limit): Promise<PruneResult> {
-      const db = await ready()
-      return atomic(db, () => ({
+      return write((db) => atomic(db, () => ({
         deliveries: changes(prepared(db, q.pruneDeliveries).run(before, limit)),
         events: changes(prepared(db, q.pruneEvents).run(before, limit)),
         idempotencyKeys: changes(prepared(db, q.pruneIdempotency).run(before, limit)),
-      }))
+      })))
     },
   }
 }
@@ -270,6 +293,21 @@ function atomic<T>(db: SqliteDatabase, work: () => T): T {
   }
 }
 
+function isBusy(error: unknown): boolean {
+  const code = String((error as { code?: unknown }).code ?? '')
+  return code.startsWith('SQLITE_BUSY') || /database is locked/i.test(String((error as Error).message))
+}
+
+/** Runs a write; if the file is locked, answers `fallback` instead of waiting. */
+function tryWrite<T>(work: () => T, fallback: T): T {
+  try {
+    return work()
+  } catch (error) {
+    if (isBusy(error)) return fallback
+    throw error
+  }
+}
+
 function asConnection(tx: unknown): SqliteDatabase {
   const db = tx as Partial<SqliteDatabase> | null
   if (!db || typeof db.prepare !== 'function' || typeof db.exec !== 'function') {
@@ -278,9 +316,10 @@ function asConnection(tx: unknown): SqliteDatabase {
   return db as SqliteDatabase
 }
 
-async function open(database: SqliteDatabase | string, busyTimeoutMs: number): Promise<SqliteDatabase> {
+async function open(database: SqliteDatabase | string): Promise<SqliteDatabase> {
   const db = typeof database === 'string' ? await openPath(database) : database
-  db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`)
+  // Never block the process inside SQLite waiting for a lock: the store waits asynchronously instead.
+  db.exec('PRAGMA busy_timeout = 0')
   // WAL lets readers and one writer proceed together; NORMAL sync is durable across a process crash.
   db.exec('PRAGMA journal_mode = WAL')
   db.exec('PRAGMA synchronous = NORMAL')
