@@ -30,3 +30,23 @@ describe('nodeTransport()', () => {
     expect(() => nodeTransport({ connections: 0 })).toThrow('connections must be a positive integer, not 0')
   })
 })
+
+describe('createNodeWebhooks()', () => {
+  it('delivers through the undici pool with node:crypto signatures that standardwebhooks accepts', async () => {
+    const { startReceiver } = await import('./helpers/receiver.js')
+    const receiver = await startReceiver()
+    const { createNodeWebhooks } = await import('cotwebhook/node')
+    const hooks = createNodeWebhooks({ concurrency: 4, allowPrivateNetworks: true })
+    try {
+      const company = '625be93a286ef83c1c0e845f'
+      const { secret } = await hooks.registry.create(company, { name: 'n', code: 'n', trigger: 'create-edit-delete-user', url: receiver.url })
+      await hooks.emit({ company, type: 'COTUser', event: 'create', data: { _id: company } })
+      await hooks.drain()
+      expect(receiver.requests).toHaveLength(1)
+      expect(new Webhook(secret).verify(receiver.requests[0]!.body, receiver.requests[0]!.headers)).toMatchObject({ type: 'COTUser' })
+    } finally {
+      await hooks.close()
+      await receiver.close()
+    }
+  })
+})

@@ -1,3 +1,5 @@
+export { createNodeWebhooks } from './node-webhooks.js'
+export type { NodeWebhooksOptions } from './node-webhooks.js'
 export { nodeSigner } from './node-signer.js'
 export { nodeTransport } from './node-transport.js'
 export type { NodeTransport, NodeTransportOptions } from './node-transport.js'

@@ -1,0 +1,33 @@
+import { createWebhooks, type Webhooks, type WebhooksOptions } from 'cotwebhook'
+import { nodeSigner } from './node-signer.js'
+import { nodeTransport } from './node-transport.js'
+
+/** Options of {@link createNodeWebhooks}: the engine's, plus the pool's size. */
+export interface NodeWebhooksOptions extends Omit<WebhooksOptions, 'transport' | 'fetch'> {
+  /** Keep-alive connections per receiver origin. Default: the engine's `concurrency` (32). */
+  connections?: number
+}
+
+/**
+ * `createWebhooks()` for Node and Bun: undici's keep-alive pool sized to the engine's concurrency,
+ * and `node:crypto` signing. `close()` also closes the pool.
+ *
+ * @example
+ * ```ts
+ * import { createNodeWebhooks } from 'cotwebhook/node'
+ * const hooks = createNodeWebhooks({ store, concurrency: 64 })
+ * ```
+ */
+export function createNodeWebhooks(options: NodeWebhooksOptions = {}): Webhooks {
+  const { connections, ...engineOptions } = options
+  const concurrency = engineOptions.concurrency ?? 32
+  const transport = nodeTransport({ connections: connections ?? concurrency })
+  const hooks = createWebhooks({ signer: nodeSigner(), ...engineOptions, concurrency, transport })
+  return {
+    ...hooks,
+    async close() {
+      await hooks.close()
+      await transport.close()
+    },
+  }
+}
