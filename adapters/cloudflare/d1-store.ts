@@ -5,6 +5,8 @@ import { SCHEMA_VERSION, schemaStatements, tables, toDelivery, toStoredWebhook, 
 import { settleParams, sqliteSql } from '../sql/sqlite-sql.js'
 import type { D1Like } from './d1-types.js'
 
+const D1_MAX_PARAMS = 100
+
 /** Options of {@link d1Store}. */
 export interface D1StoreOptions {
   /** Prefix of the table names. Default `cotwebhook_`. */
@@ -132,7 +134,12 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
       )
       if (!rows.length) return []
       const eventIds = [...new Set(rows.map((r) => r.event_id))]
-      const bodies = new Map((await all<{ id: string; body: string }>(q.eventBodies(eventIds.length), ...eventIds)).map((e) => [e.id, e.body]))
+      const bodies = new Map<string, string>()
+      // D1 binds at most 100 parameters per statement.
+      for (let i = 0; i < eventIds.length; i += D1_MAX_PARAMS) {
+        const chunk = eventIds.slice(i, i + D1_MAX_PARAMS)
+        for (const e of await all<{ id: string; body: string }>(q.eventBodies(chunk.length), ...chunk)) bodies.set(e.id, e.body)
+      }
       return rows
         .sort((a, b) => Number(a.next_attempt_at) - Number(b.next_attempt_at) || a.seq - b.seq)
         .map((row) => ({ delivery: toDelivery({ ...row, event: bodies.get(row.event_id) }), lease: { deliveryId: row.id, token: row.lease_token } }))

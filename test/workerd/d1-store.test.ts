@@ -1,6 +1,8 @@
 // Runs inside workerd: the storage contract's suite against a real D1 binding.
 import { env } from 'cloudflare:workers'
-import { runStoreConformance } from 'cotwebhook/testing'
+import { describe, expect, it } from 'vitest'
+import { objectId } from 'cotwebhook'
+import { runStoreConformance, taskEvent, webhookRecord } from 'cotwebhook/testing'
 import { d1Store, type D1Like } from 'cotwebhook/cloudflare'
 
 let tables = 0
@@ -12,4 +14,20 @@ runStoreConformance({
     await store.migrate()
     return store
   },
+})
+
+describe('d1Store at scale', () => {
+  it('claims more deliveries than D1 binds parameters (100) in one go, each with its event', async () => {
+    const store = d1Store((env as { DB: D1Like }).DB, { prefix: 'scale_' })
+    await store.migrate()
+    const company = objectId()
+    for (let i = 0; i < 150; i++) {
+      const record = webhookRecord(company)
+      await store.insertWebhook(record)
+      await store.enqueue({ eventId: objectId(), event: taskEvent(company, { n: i }), deliveries: [{ id: objectId(), webhookId: record.webhook._id }], now: i })
+    }
+    const claimed = await store.claim({ now: 1_000, limit: 150, leaseMs: 1_000, owner: 'scale', ordered: false })
+    expect(claimed).toHaveLength(150)
+    expect(claimed.map((c) => (c.delivery.event.data as { n: number }).n)).toEqual(Array.from({ length: 150 }, (_, i) => i))
+  })
 })
