@@ -83,6 +83,16 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     for (const wake of current) wake()
   }
 
+  // Resolves when the loop next finishes a round, or after `ms` at the latest.
+  const activity = async (ms: number) => {
+    let timeout: ReturnType<typeof setTimeout> | undefined
+    await new Promise<void>((resolve) => {
+      waiters.push(resolve)
+      timeout = setTimeout(resolve, ms)
+    })
+    clearTimeout(timeout)
+  }
+
   const arm = (delay: number) => {
     clearTimeout(timer)
     timer = closed ? undefined : setTimeout(kick, Math.min(Math.max(0, delay), MAX_TIMER_MS))
@@ -168,12 +178,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         }
         // Work may have been committed that told nobody (a host transaction, no poll): look for it.
         kick()
-        let wake: ReturnType<typeof setTimeout> | undefined
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve)
-          wake = setTimeout(resolve, recheck)
-        })
-        clearTimeout(wake)
+        await activity(recheck)
       }
     },
 
@@ -187,12 +192,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         if (closed || !claiming || wake === undefined || wake > now()) return
         // Something is due: let the loop claim it, and look again when it has.
         kick()
-        let timeout: ReturnType<typeof setTimeout> | undefined
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve)
-          timeout = setTimeout(resolve, RECHECK_MS)
-        })
-        clearTimeout(timeout)
+        await activity(RECHECK_MS)
       }
     },
 

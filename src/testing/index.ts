@@ -1,3 +1,5 @@
-export { runStoreConformance, CONFORMANCE_CASES } from './conformance.js'
-export type { ConformanceCase, ConformanceOptions } from './conformance.js'
+export { runStoreConformance } from './conformance.js'
+export type { ConformanceOptions } from './conformance.js'
+export { CONFORMANCE_CASES } from './cases.js'
+export type { ConformanceCase } from './cases.js'
 export { taskEvent, webhookRecord } from './fixtures.js'
