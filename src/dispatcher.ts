@@ -53,6 +53,8 @@ export interface Dispatcher {
 const RECHECK_MS = 25
 // A failing store is retried after this long.
 const STORE_ERROR_BACKOFF_MS = 1_000
+// flush() rejects after this many failed rounds in a row.
+const MAX_FLUSH_FAILURES = 3
 // setTimeout's largest delay.
 const MAX_TIMER_MS = 2_147_483_647
 // Runs waiting for a retry hold a lease and a little memory each; this many per send slot at most.
@@ -76,6 +78,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let again = false
   let closed = false
   let waiters: (() => void)[] = []
+  // After the store fails, kicks wait for the backoff instead of trying again at once.
+  let backoffUntil = 0
+  let failures = 0
+  let lastFailure: unknown
 
   const notify = () => {
     const current = waiters
@@ -136,8 +142,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         if (wake === undefined) clearTimeout(timer)
         else arm(wake > now() ? wake - now() + 1 : RECHECK_MS)
       }
+      failures = 0
     } catch (error) {
+      failures++
+      lastFailure = error
       onError(error)
+      backoffUntil = now() + STORE_ERROR_BACKOFF_MS
       arm(STORE_ERROR_BACKOFF_MS)
     } finally {
       pumping = undefined
@@ -148,6 +158,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   function kick() {
     if (closed) return
+    if (now() < backoffUntil) return // the backoff's timer kicks when it is over
     if (pumping) {
       again = true
       return
@@ -184,10 +195,17 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
     async flush() {
       for (;;) {
+        // A claim under way may still hand out deliveries: wait for it, and for every run.
+        if (pumping) {
+          await pumping
+          continue
+        }
         if (runs.size) {
           await Promise.allSettled([...runs])
           continue
         }
+        // A store that keeps failing: give up, so a short-lived worker can retry later.
+        if (failures >= MAX_FLUSH_FAILURES) throw lastFailure
         const wake = await store.nextWakeAt(now(), ordered)
         if (closed || !claiming || wake === undefined || wake > now()) return
         // Something is due: let the loop claim it, and look again when it has.

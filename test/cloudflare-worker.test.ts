@@ -71,6 +71,30 @@ describe('the example Worker in workerd (miniflare: D1, Queue, Cron)', () => {
     expect(receiver.requests).toHaveLength(3)
   }, 60_000)
 
+  it('works when its first request touches nothing (a 404 or a health check)', async () => {
+    receiver = await startReceiver()
+    const worker = start()
+    expect((await worker.dispatchFetch('http://worker/health')).status).toBe(404)
+    const created = await api(worker, 'POST', '/api/v3/webhook/subscription', {
+      name: 'Tasks', code: 'tasks', trigger: 'create-edit-delete-task', url: `${receiver.url}/hook`,
+    })
+    expect(created.status).toBe(201)
+    const emitted = await api(worker, 'POST', '/tasks', { taskGroup: '6261612a8f1e99002e5c8cce' })
+    expect(emitted.status).toBe(201)
+    await until(() => receiver!.requests.length === 1, 10_000, 'the delivery')
+    const fetcher = await worker.getWorker()
+    await fetcher.scheduled({ cron: '* * * * *' }) // the sweep answers too
+  }, 60_000)
+
+  it('delivers a backlog for one webhook in order, promptly', async () => {
+    receiver = await startReceiver()
+    const worker = start()
+    await api(worker, 'POST', '/api/v3/webhook/subscription', { name: 'Tasks', code: 'tasks', trigger: 'create-edit-delete-task', url: `${receiver.url}/hook` })
+    for (let n = 0; n < 10; n++) await api(worker, 'POST', '/tasks', { n, taskGroup: '6261612a8f1e99002e5c8cce' })
+    await until(() => receiver!.requests.length === 10, 15_000, 'all ten deliveries')
+    expect(receiver.requests.map((r) => (JSON.parse(r.body) as { data: { n: number } }).data.n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  }, 60_000)
+
   it('delivers from the Cron sweep what never reached the queue', async () => {
     receiver = await startReceiver()
     const worker = start()

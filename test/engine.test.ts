@@ -185,3 +185,40 @@ describe('an emit-only engine', () => {
     expect(receiver.requests).toHaveLength(50)
   })
 })
+
+describe('flush()', () => {
+  it('delivers a whole backlog on a SQL store before it resolves, then says nothing is due', async () => {
+    const { sqliteStore } = await import('cotwebhook/sqlite')
+    receiver = await startReceiver()
+    const store = sqliteStore(':memory:')
+    await store.migrate()
+    const setup = engine({ store, dispatch: false })
+    await setup.registry.create(COMPANY, taskWebhook(receiver.url))
+    for (let n = 0; n < 10; n++) await setup.emit(taskEvent(n))
+    const worker = engine({ store, pollIntervalMs: 0 })
+    expect(await worker.flush()).toEqual({})
+    expect(receiver.requests).toHaveLength(10)
+    expect(await store.openCount()).toBe(0)
+  })
+
+  it('gives up with the store’s error when claims keep failing, without spinning', async () => {
+    const inner = memoryStore()
+    let claims = 0
+    const store: Store = {
+      ...inner,
+      claim: async () => {
+        claims++
+        throw new Error('claims are down')
+      },
+    }
+    const setup = engine({ store: inner, dispatch: false })
+    await setup.registry.create(COMPANY, taskWebhook('http://127.0.0.1:9/x'))
+    await setup.emit(taskEvent())
+    const errors: unknown[] = []
+    const worker = engine({ store, pollIntervalMs: 0, onError: (e) => errors.push(e) })
+    await expect(worker.flush()).rejects.toThrow('claims are down')
+    expect(claims).toBeGreaterThanOrEqual(3)
+    expect(claims).toBeLessThan(10) // a backoff between tries, not a tight loop
+    expect(errors.length).toBe(claims)
+  })
+})

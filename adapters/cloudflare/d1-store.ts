@@ -11,6 +11,8 @@ const D1_MAX_PARAMS = 100
 export interface D1StoreOptions {
   /** Prefix of the table names. Default `cotwebhook_`. */
   prefix?: string
+  /** Create the tables on first use when they are missing (what `workerWebhooks` does). Default `false`. */
+  autoMigrate?: boolean
 }
 
 /**
@@ -31,13 +33,18 @@ export interface D1StoreOptions {
 export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
   const t = tables(options.prefix ?? 'cotwebhook_')
   const q = sqliteSql(t)
-  const gate = schemaGate('d1Store', async () => {
-    try {
-      return (await db.prepare(q.readVersion).first<{ value: string }>())?.value
-    } catch {
-      return undefined // no such table: never migrated
-    }
-  })
+  const migrate = () => db.batch([...schemaStatements('sqlite', t).map((sql) => db.prepare(sql)), db.prepare(q.setVersion).bind(String(SCHEMA_VERSION))]).then(() => {})
+  const gate = schemaGate(
+    'd1Store',
+    async () => {
+      try {
+        return (await db.prepare(q.readVersion).first<{ value: string }>())?.value
+      } catch {
+        return undefined // no such table: never migrated
+      }
+    },
+    options.autoMigrate ? migrate : undefined,
+  )
   const ready = () => gate.ready()
   const run = async (sql: string, ...params: unknown[]) => (await db.prepare(sql).bind(...params).run()).meta.changes ?? 0
   const first = <T>(sql: string, ...params: unknown[]) => db.prepare(sql).bind(...params).first<T>()
@@ -45,7 +52,7 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
 
   return {
     async migrate() {
-      await db.batch([...schemaStatements('sqlite', t).map((sql) => db.prepare(sql)), db.prepare(q.setVersion).bind(String(SCHEMA_VERSION))])
+      await migrate()
       gate.passed()
     },
 

@@ -55,7 +55,9 @@ const MAX_QUEUE_DELAY_SECONDS = 43_200
  * - The consumer claims due deliveries from D1 (per-webhook order holds: a webhook's next delivery is
  *   claimable only after the previous one is final) and runs their attempts; short retries are waited
  *   in the invocation, longer ones are left in D1 with their due time and a delayed wake-up message.
- * - The cron handler runs the same sweep, so a lost message or a cut-off `waitUntil` only delays.
+ * - The cron handler runs the same sweep, so a lost message or a cut-off `waitUntil` only delays; it
+ *   also prunes, when the engine options set `retention`.
+ * - Tables are created on first use, by whichever request or sweep needs them.
  *
  * @example
  * ```ts
@@ -67,16 +69,10 @@ const MAX_QUEUE_DELAY_SECONDS = 43_200
  * ```
  */
 export function workerWebhooks<Env>(options: WorkerWebhooksOptions<Env>): WorkerWebhooks<Env> {
-  // Tables are created once per isolate, on first use.
-  let migrated: Promise<void> | undefined
-  const storeFor = (env: Env) => {
-    const store = d1Store(options.database(env), options.prefix === undefined ? {} : { prefix: options.prefix })
-    migrated ??= store.migrate().catch((error: unknown) => {
-      migrated = undefined
-      throw error
-    })
-    return { store, migrated }
-  }
+  // Each request's store checks the schema (creating the tables if missing) within that request: a
+  // promise shared across requests would belong to one that may already be gone.
+  const storeFor = (env: Env) =>
+    d1Store(options.database(env), { autoMigrate: true, ...(options.prefix === undefined ? {} : { prefix: options.prefix }) })
 
   const wakeUp = (env: Env, delayMs = 0) =>
     options.queue(env).send(
@@ -85,12 +81,10 @@ export function workerWebhooks<Env>(options: WorkerWebhooksOptions<Env>): Worker
     )
 
   const engine = (env: Env, ctx?: ExecutionContextLike): Webhooks => {
-    const { store, migrated } = storeFor(env)
-    const hooks = createWebhooks({ ...options.engine?.(env), store, dispatch: false, pollIntervalMs: 0 })
+    const hooks = createWebhooks({ ...options.engine?.(env), store: storeFor(env), dispatch: false, pollIntervalMs: 0 })
     return {
       ...hooks,
       async emit(event, emitOptions) {
-        await migrated
         const result = await hooks.emit(event, emitOptions)
         if (result.deliveries.length) {
           // The deliveries are in D1 already; the message only saves waiting for the next sweep.
@@ -103,16 +97,20 @@ export function workerWebhooks<Env>(options: WorkerWebhooksOptions<Env>): Worker
     }
   }
 
-  const sweep = async (env: Env) => {
-    const { store, migrated } = storeFor(env)
-    await migrated
-    const hooks = createWebhooks({ ...options.engine?.(env), store, dispatch: true, pollIntervalMs: 0 })
+  const sweep = async (env: Env, prune: boolean) => {
+    const store = storeFor(env)
+    const engineOptions = options.engine?.(env) ?? {}
+    const hooks = createWebhooks({ ...engineOptions, store, dispatch: true, pollIntervalMs: 0 })
     try {
-      const { nextWakeAt } = await hooks.flush()
-      if (nextWakeAt !== undefined) await wakeUp(env, nextWakeAt - Date.now())
+      await hooks.flush()
+      // No timer lives long enough here: the Cron sweep is where retention happens.
+      if (prune && engineOptions.retention) await hooks.prune()
     } finally {
       await hooks.close()
     }
+    // After close(): runs it cut short have given their deliveries back, so this wake time counts them.
+    const next = await store.nextWakeAt(Date.now(), (engineOptions.ordering ?? 'webhook') === 'webhook')
+    if (next !== undefined) await wakeUp(env, next - Date.now())
   }
 
   return {
@@ -127,7 +125,7 @@ export function workerWebhooks<Env>(options: WorkerWebhooksOptions<Env>): Worker
 
     async queue(batch, env) {
       try {
-        await sweep(env)
+        await sweep(env, false)
         batch.ackAll()
       } catch (error) {
         batch.retryAll()
@@ -136,7 +134,7 @@ export function workerWebhooks<Env>(options: WorkerWebhooksOptions<Env>): Worker
     },
 
     async scheduled(_controller, env) {
-      await sweep(env)
+      await sweep(env, true)
     },
   }
 }

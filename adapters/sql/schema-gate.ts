@@ -13,16 +13,16 @@ export interface SqlStore extends Store {
  * Checks the schema version once, before a store's first use: a failed check is tried again on the
  * next call (the database may come up later), and `migrate()` marks it passed.
  */
-export function schemaGate(store: string, readVersion: () => Promise<string | undefined>) {
+export function schemaGate(store: string, readVersion: () => Promise<string | undefined>, migrate?: () => Promise<void>) {
   let checked: Promise<void> | undefined
   return {
-    /** Resolves once the schema is known to be at the current version. */
+    /** Resolves once the schema is known to be at the current version (created first, with `migrate`). */
     ready(): Promise<void> {
-      checked ??= readVersion().then(
-        (version) => {
-          if (version !== String(SCHEMA_VERSION)) throw schemaError(store, version)
-        },
-      )
+      checked ??= readVersion().then(async (version) => {
+        if (version === String(SCHEMA_VERSION)) return
+        if (version === undefined && migrate) return migrate()
+        throw schemaError(store, version)
+      })
       return checked.catch((error: unknown) => {
         checked = undefined
         throw error
