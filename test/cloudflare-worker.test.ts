@@ -17,10 +17,10 @@ afterEach(async () => {
   mf = undefined
 })
 
-function start() {
+function start(workerScriptText = script) {
   mf = new Miniflare({
     modules: true,
-    script,
+    script: workerScriptText,
     compatibilityDate: '2025-01-01',
     d1Databases: ['DB'],
     queueProducers: { WEBHOOK_QUEUE: 'cotwebhook-deliveries' },
@@ -119,5 +119,30 @@ describe('the example Worker in workerd (miniflare: D1, Queue, Cron)', () => {
     await until(() => receiver!.requests.length === 1, 10_000, 'the swept delivery')
     expect(receiver.requests[0]!.headers['webhook-id']).toBe(deliveryId)
     expect((await store.getDelivery(COMPANY, deliveryId))?.state).toBe('succeeded')
+  }, 60_000)
+
+  it('prunes from the Cron sweep when the engine options set retention', async () => {
+    receiver = await startReceiver()
+    const worker = start(await workerScript(new URL('./fixtures/retention-worker.ts', import.meta.url).pathname))
+    const store = d1Store((await worker.getD1Database('DB')) as unknown as D1Like)
+    await store.migrate()
+    const webhookId = objectId()
+    await store.insertWebhook({
+      webhook: { _id: webhookId, company: COMPANY, isActive: true, trigger: 'create-edit-delete-user', url: `${receiver.url}/r`, name: 'r', code: 'r', context: { survey: '', group: '', taskGroup: '' }, __v: 0, description: '' },
+      secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo='],
+    })
+    const deliveryId = objectId()
+    await store.enqueue({
+      eventId: objectId(),
+      event: { company: COMPANY, type: 'COTUser', event: 'create', data: { _id: COMPANY }, diff: {}, extraData: null, createdAt: new Date().toISOString() },
+      deliveries: [{ id: deliveryId, webhookId }],
+      now: Date.now(),
+    })
+    const fetcher = await worker.getWorker()
+    // One sweep delivers it, then prunes it: with maxAgeMs 1 the finished delivery is already old enough.
+    await fetcher.scheduled({ cron: '* * * * *' })
+    expect(receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([deliveryId])
+    expect(await store.getDelivery(COMPANY, deliveryId)).toBeUndefined()
+    expect((await store.listDeliveries(COMPANY, webhookId, { limit: 10, offset: 0 })).count).toBe(0)
   }, 60_000)
 })
