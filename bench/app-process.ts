@@ -9,7 +9,7 @@ import { nodeSigner, nodeTransport } from 'cotwebhook/node'
 
 const COMPANY = '625be93a286ef83c1c0e845f'
 const emit = process.env.EMIT !== '0'
-const transport = nodeTransport({ connections: 32 })
+const transport = nodeTransport({ connections: 32, allowPrivateNetworks: true })
 const hooks = createWebhooks({ store: memoryStore(), transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: 0, dispatch: process.env.EMIT !== 'store' })
 const groups = Array.from({ length: 8 }, () => objectId())
 for (const [i, taskGroup] of groups.entries()) {

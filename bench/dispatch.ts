@@ -71,7 +71,7 @@ async function rawLoop(url: string, total: number): Promise<number> {
 
 async function engineRun(receiver: Awaited<ReturnType<typeof startReceiver>>, total: number, ordering: 'none' | 'webhook'): Promise<number> {
   await receiver.control('count')
-  const transport = nodeTransport({ connections: WEBHOOKS })
+  const transport = nodeTransport({ connections: WEBHOOKS, allowPrivateNetworks: true })
   const hooks = createWebhooks({ store: memoryStore(), concurrency: WEBHOOKS, ordering, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: 0 })
   for (let i = 0; i < WEBHOOKS; i++) {
     await hooks.registry.create(COMPANY, { name: `w${i}`, code: `w${i}`, trigger: 'create-edit-delete-user', url: `${receiver.url}/w${i}` })

@@ -59,7 +59,7 @@ async function rawRound(receiver: Receiver, count: number): Promise<number[]> {
 
 async function engineRound(receiver: Receiver, count: number): Promise<number[]> {
   await receiver.control('record')
-  const transport = nodeTransport({ connections: 8 })
+  const transport = nodeTransport({ connections: 8, allowPrivateNetworks: true })
   const hooks = createWebhooks({ store: memoryStore(), transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: 0 })
   const groups = Array.from({ length: 8 }, () => objectId())
   for (const [i, taskGroup] of groups.entries()) {

@@ -1,5 +1,9 @@
 import pRetry, { AbortError } from 'p-retry'
+import type { CircuitBreaker } from './circuit-breaker.js'
 import { LeaseLostError } from './errors.js'
+import type { HealthTracker } from './health.js'
+import type { DisableReason, HookCaller } from './operator-hooks.js'
+import type { RateLimiter } from './rate-limit.js'
 import type { COTEvent } from './model.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
@@ -49,6 +53,16 @@ export interface DeliverContext {
   body: (eventId: string, event: COTEvent) => string
   /** Where a lost lease is reported: another claimer took the delivery, which may mean a double send. */
   onError: (error: unknown) => void
+  /** Holds attempts back from endpoints that keep failing. */
+  breaker: CircuitBreaker
+  /** Per-webhook rate and per-host concurrency. */
+  limiter: RateLimiter
+  /** Failure runs per webhook, and when to turn a webhook off. */
+  health: HealthTracker
+  /** The operator hooks, made safe to call. */
+  hook: HookCaller
+  /** Turns a webhook off and tells the operator why. */
+  disable: (company: string, webhookId: string, reason: DisableReason) => Promise<void>
 }
 
 // Renew the lease before sending when less than the attempt's timeout and this margin is left
@@ -96,40 +110,79 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     return settleQuietly(settle({ state: 'failed', response: delivery.response }))
   }
 
+  const ref = { company: delivery.company, webhookId: delivery.webhookId, deliveryId: delivery.id, eventId: delivery.eventId }
+
+  // Ends the delivery without a request (it can never be sent) and tells the operator.
+  const giveUp = async (response: string) => {
+    await settle({ state: 'failed', response })
+    ctx.hook('deliveryExhausted', { ...ref, attempts: made, response })
+    throw new Settled()
+  }
+
+  // Hands the delivery back, due at `until`, without using an attempt: a limit or an open circuit.
+  const defer = async (until: number) => {
+    await settle({ state: 'pending', response: lastResponse, nextAttemptAt: until })
+    throw new Settled()
+  }
+
   /** One attempt: settles success and final outcomes itself, throws FailedAttempt for a retryable one. */
   const attempt = async (): Promise<void> => {
     // Read on every attempt: a webhook deactivated or moved meanwhile is honoured (cached until a write).
     const target = await ctx.registry.target(delivery.company, delivery.webhookId)
     if (!target?.webhook.isActive || target.unsafe) {
       const why = !target ? 'the webhook no longer exists' : target.unsafe ?? 'the webhook is inactive'
-      await settle({ state: 'failed', response: `not sent: ${why}` })
-      throw new Settled()
+      return giveUp(`not sent: ${why}`)
     }
-    const result = await ctx.sends(async () => {
-      await keepLease()
-      return sendAttempt({
-        url: target.webhook.url,
-        id: delivery.id,
-        body,
-        keys: target.keys,
-        signer: ctx.signer,
-        timeoutMs: ctx.timeoutMs,
-        maxResponseBytes: ctx.maxResponseBytes,
-        maxRetryAfterMs: ctx.maxRetryAfterMs,
-        transport: ctx.transport,
-        now: ctx.now,
-      })
-    })
-    made++
-    lastResponse = result.response
-    if (result.outcome === 'success') {
-      await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
-    } else if (result.outcome === 'gone') {
-      // 410: the receiver says the subscription is over. Record, stop, and turn the webhook off.
-      await settle({ state: 'failed', attempt: result.attempt, response: result.response })
-      await ctx.registry.deactivate(delivery.company, delivery.webhookId)
-    } else {
+    const admission = ctx.breaker.admit(delivery.webhookId, ctx.now())
+    if (!admission.ok) return defer(admission.until)
+    let reported = false
+    try {
+      const rate = ctx.limiter.acquire(target.webhook, ctx.now())
+      if (!rate.ok) return await defer(rate.until)
+      let result: AttemptResult
+      try {
+        result = await ctx.sends(async () => {
+          await keepLease()
+          return sendAttempt({
+            url: target.webhook.url,
+            id: delivery.id,
+            body,
+            keys: target.keys,
+            signer: ctx.signer,
+            timeoutMs: ctx.timeoutMs,
+            maxResponseBytes: ctx.maxResponseBytes,
+            maxRetryAfterMs: ctx.maxRetryAfterMs,
+            transport: ctx.transport,
+            now: ctx.now,
+          })
+        })
+      } finally {
+        rate.release()
+      }
+      made++
+      lastResponse = result.response
+      reported = true
+      if (result.outcome === 'success') {
+        if (ctx.breaker.success(delivery.webhookId)) ctx.hook('circuit', { company: delivery.company, webhookId: delivery.webhookId, state: 'closed' })
+        ctx.health.succeeded(delivery.webhookId, ctx.now())
+        await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
+        if (made > 1) ctx.hook('deliveryRecovered', { ...ref, attempts: made })
+        return
+      }
+      const openUntil = ctx.breaker.failure(delivery.webhookId, ctx.now())
+      if (openUntil !== undefined) ctx.hook('circuit', { company: delivery.company, webhookId: delivery.webhookId, state: 'open', until: openUntil })
+      ctx.health.attemptFailed(delivery.webhookId, ctx.now())
+      if (result.outcome === 'gone') {
+        // 410: the receiver says the subscription is over. Record, stop, and turn the webhook off.
+        await settle({ state: 'failed', attempt: result.attempt, response: result.response })
+        ctx.hook('attemptFailed', { ...ref, attempt: result.attempt, attemptNumber: made, willRetry: false })
+        ctx.hook('deliveryExhausted', { ...ref, attempts: made, response: result.response })
+        await ctx.disable(delivery.company, delivery.webhookId, 'gone')
+        return
+      }
       throw new FailedAttempt(result)
+    } finally {
+      if (admission.probe && !reported) ctx.breaker.abandon(delivery.webhookId)
     }
   }
 
@@ -139,6 +192,10 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     const { attempt: record, response, retryAfterMs } = error.result
     if (made >= maxAttempts) {
       await settle({ state: 'failed', attempt: record, response })
+      ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: false })
+      ctx.hook('deliveryExhausted', { ...ref, attempts: made, response })
+      const disable = ctx.health.exhausted(delivery.webhookId, ctx.now())
+      if (disable) await ctx.disable(delivery.company, delivery.webhookId, disable)
       throw new Settled()
     }
     // Retry-After replaces the scheduled delay and still uses up an attempt.
@@ -146,9 +203,11 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     const due = ctx.now() + delay
     if (delay > ctx.maxInProcessDelayMs) {
       await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due })
+      ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: true })
       throw new Settled()
     }
     await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
+    ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: true })
     leaseUntil = due + ctx.leaseMs
     ctx.waiting(1)
     try {

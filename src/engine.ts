@@ -1,19 +1,25 @@
 import { LRUCache } from 'lru-cache'
 import pLimit from 'p-limit'
 import * as v from 'valibot'
+import { createCircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker.js'
 import { deliver } from './deliver.js'
 import { createDispatcher } from './dispatcher.js'
+import { EventTooLargeError } from './errors.js'
+import { createHealthTracker, type HealthOptions, type WebhookHealth } from './health.js'
 import { toLog } from './log.js'
 import { createMatcher } from './matcher.js'
 import { memoryStore } from './memory-store.js'
 import { PageSchema, toEvent, type COTEvent, type COTWebhookLog, type EmitInput } from './model.js'
 import { objectId } from './object-id.js'
+import { hookCaller, type DisableReason, type OperatorHooks } from './operator-hooks.js'
+import { createRateLimiter, type RateLimitOptions } from './rate-limit.js'
 import { createRegistry, type Registry } from './registry.js'
+import { recover, resend, sendTest, type RecoverOptions, type RecoverResult, type ReplayResult, type TestEventOptions } from './replay.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
 import { webCryptoSigner, type Signer } from './signer.js'
 import { fetchTransport, type FetchLike, type Transport } from './transport.js'
 import type { NewDelivery, PruneResult, Store } from './store.js'
-import type { UrlPolicy } from './url-guard.js'
+import { checkUrlPolicy, type UrlPolicy } from './url-guard.js'
 import { parse } from './validate.js'
 
 /** Options of {@link createWebhooks}. Every one has a default. */
@@ -53,6 +59,32 @@ export interface WebhooksOptions extends UrlPolicy {
   dispatch?: boolean
   /** Keep final deliveries, their logs and idempotency keys this long, pruning in the background. Default: forever. */
   retention?: RetentionOptions
+  /** Events larger than this as JSON are refused by `emit()` ({@link EventTooLargeError}, 413 over HTTP). Default 262 144 (256 KiB). */
+  maxEventBytes?: number
+  /** Holds attempts back from an endpoint after failures in a row (half-open probes to recover); `false` turns it off. Default: 5 failures, 10 s cool-down doubling to 5 min. */
+  circuitBreaker?: CircuitBreakerOptions | false
+  /** Per-webhook attempts per second and per-host requests in flight. Default: no limits. */
+  rateLimit?: RateLimitOptions
+  /** When a failing webhook is turned off. Default: after 50 deliveries exhausted in a row, or 5 days failing. */
+  health?: HealthOptions
+  /** How long an old secret stays valid after `rotateSecret`. Default 86 400 000 (24 h). */
+  secretOverlapMs?: number
+  /** Operator hooks: attempt failed, delivery exhausted or recovered, webhook disabled, circuit opened or closed. */
+  on?: OperatorHooks
+}
+
+/** A webhook's health as this engine saw it, with its circuit. */
+export interface HealthReport extends WebhookHealth {
+  /** The webhook's `_id`. */
+  webhookId: string
+  /** Whether the webhook is on. */
+  isActive: boolean
+  /** `open`: attempts are held back; `half-open`: one probe may go; `closed`: normal. */
+  circuit: CircuitState
+  /** Failed attempts in a row (what opens the circuit). */
+  failedAttempts: number
+  /** While open: when the next probe may go (epoch ms). */
+  circuitOpenUntil: number | null
 }
 
 /** Retention of final deliveries and logs. */
@@ -111,6 +143,14 @@ export interface Webhooks {
    * next delivery falls due, if any: for workers that run briefly, such as a queue consumer.
    */
   flush(): Promise<{ nextWakeAt?: number }>
+  /** Sends a delivery's event again to its webhook, as a new delivery (`replayOf` names the original). */
+  resend(company: string, deliveryId: string): Promise<ReplayResult>
+  /** Sends again every failed delivery of a webhook created since a time, oldest first, up to `limit` per call. */
+  recover(company: string, webhookId: string, options: RecoverOptions): Promise<RecoverResult>
+  /** Sends a test event (`extraData.test: true`) to one webhook. */
+  sendTest(company: string, webhookId: string, options?: TestEventOptions): Promise<ReplayResult>
+  /** A webhook's health and circuit, as this engine saw them. */
+  health(company: string, webhookId: string): Promise<HealthReport>
   /** Removes final deliveries, logs and idempotency keys older than `olderThanMs` (default: `retention.maxAgeMs`). */
   prune(options?: { olderThanMs?: number }): Promise<PruneResult>
   /** Stops delivering: waits for attempts in flight, gives waiting retries back to the store. */
@@ -160,7 +200,18 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const signer = options.signer ?? webCryptoSigner
   const now = options.now ?? Date.now
   const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook:', error))
-  const urlPolicy: UrlPolicy = { allowPrivateNetworks: options.allowPrivateNetworks ?? false }
+  const urlPolicy: UrlPolicy = {
+    allowPrivateNetworks: options.allowPrivateNetworks ?? false,
+    httpsOnly: options.httpsOnly ?? false,
+    ...(options.allowCidrs ? { allowCidrs: options.allowCidrs } : {}),
+  }
+  checkUrlPolicy(urlPolicy)
+  const maxEventBytes = positiveInteger('maxEventBytes', options.maxEventBytes ?? 262_144)
+  const breaker = createCircuitBreaker(options.circuitBreaker ?? {})
+  const limiter = createRateLimiter(options.rateLimit)
+  const health = createHealthTracker(options.health)
+  const hook = hookCaller(options.on ?? {}, onError)
+  const encoder = new TextEncoder()
 
   const pollIntervalMs = nonNegativeInteger('pollIntervalMs', options.pollIntervalMs ?? 1_000)
   // Stores that announce writes need the TTL only as a safety net.
@@ -169,7 +220,32 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   if (retention) nonNegativeInteger('retention.maxAgeMs', retention.maxAgeMs)
 
   const matcher = createMatcher({ store, cacheTtlMs })
-  const registry = createRegistry({ store, urlPolicy, cacheTtlMs, signer, onChange: (company) => matcher.invalidate(company) })
+  const registry = createRegistry({
+    store,
+    urlPolicy,
+    cacheTtlMs,
+    signer,
+    now,
+    ...(options.secretOverlapMs === undefined ? {} : { secretOverlapMs: nonNegativeInteger('secretOverlapMs', options.secretOverlapMs) }),
+    onChange: (company, id) => {
+      matcher.invalidate(company)
+      // A written webhook (new URL, turned on again) starts with a clean slate.
+      health.reset(id)
+      breaker.success(id)
+    },
+  })
+  const disable = async (company: string, webhookId: string, reason: DisableReason) => {
+    const seen = health.get(webhookId)
+    await registry.deactivate(company, webhookId)
+    hook('webhookDisabled', { company, webhookId, reason, consecutiveFailures: seen.consecutiveFailures, failingSince: seen.failingSince })
+  }
+  const eventBytes = (event: COTEvent): string => {
+    const json = JSON.stringify(event)
+    // Cheap first: a string is at most 3 bytes per UTF-16 unit, so most events need no encoding.
+    const bytes = json.length * 3 <= maxEventBytes ? json.length : encoder.encode(json).byteLength
+    if (bytes > maxEventBytes) throw new EventTooLargeError(bytes, maxEventBytes)
+    return json
+  }
   const shutdown = new AbortController()
   const sends = pLimit(concurrency)
   let waiting = 0
@@ -192,6 +268,11 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signal: shutdown.signal,
     sends: <T>(send: () => Promise<T>) => sends(send),
     onError,
+    breaker,
+    limiter,
+    health,
+    hook,
+    disable,
     body: (eventId: string, event: COTEvent) => {
       let body = bodies.get(eventId)
       if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
@@ -251,6 +332,14 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const pruning = retention ? setInterval(() => void prune().catch(onError), retention.intervalMs ?? 3_600_000) : undefined
   ;(pruning as { unref?: () => void } | undefined)?.unref?.()
 
+  const replay = {
+    store,
+    registry,
+    now,
+    checkSize: (event: COTEvent) => void eventBytes(event),
+    kick: () => dispatcher.kick(),
+  }
+
   const listLogs = async (company: string, webhookId: string, page: LogPageOptions = {}) => {
     await registry.get(company, webhookId) // 404 for another company's webhook, 400 for a bad id
     const { limit, page: number } = parse(PageSchema, page, 'page')
@@ -267,6 +356,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       const { idempotencyKey } = parse(EmitOptionsSchema, emitOptions, 'emit options')
       const at = now()
       const event = toEvent(input, new Date(at))
+      const json = eventBytes(event)
       const matched = await matcher.match(event)
       const eventId = objectId(at)
       if (!matched.length && idempotencyKey === undefined) return { eventId, deliveries: [] }
@@ -279,7 +369,11 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(emitOptions.tx === undefined ? {} : { tx: emitOptions.tx }),
       })
-      if (!result.duplicate && result.deliveries.length) dispatcher.kick()
+      if (!result.duplicate && result.deliveries.length) {
+        // The deliveries will sign and send these bytes: serialise once.
+        bodies.set(result.eventId, json)
+        dispatcher.kick()
+      }
       return { eventId: result.eventId, deliveries: result.deliveries }
     },
 
@@ -288,6 +382,23 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     },
 
     listLogs,
+
+    resend: (company, deliveryId) => resend(replay, company, deliveryId),
+    recover: (company, webhookId, recoverOptions) => recover(replay, company, webhookId, recoverOptions),
+    sendTest: (company, webhookId, testOptions) => sendTest(replay, company, webhookId, testOptions),
+
+    async health(company, webhookId) {
+      const webhook = await registry.get(company, webhookId)
+      const circuit = breaker.state(webhookId, now())
+      return {
+        webhookId,
+        isActive: webhook.isActive,
+        ...health.get(webhookId),
+        circuit: circuit.state,
+        failedAttempts: circuit.failures,
+        circuitOpenUntil: circuit.openUntil ?? null,
+      }
+    },
 
     drain: () => dispatcher.drain(),
 

@@ -171,6 +171,27 @@ export class PayloadTooLargeError extends WebhookError {
 }
 
 /**
+ * An event whose JSON is over the engine's `maxEventBytes`: refused by `emit()` before anything is stored.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof EventTooLargeError) console.log(e.bytes, e.limitBytes) }
+ * ```
+ */
+export class EventTooLargeError extends WebhookError {
+  /** The event's size as JSON, in bytes. */
+  readonly bytes: number
+  /** The limit it is over. */
+  readonly limitBytes: number
+
+  constructor(bytes: number, limitBytes: number) {
+    super('payload_too_large', 413, `event: is ${bytes} bytes as JSON, over the limit of ${limitBytes} bytes (maxEventBytes); send a reference to large data instead`)
+    this.bytes = bytes
+    this.limitBytes = limitBytes
+  }
+}
+
+/**
  * A store refused a settle or release because the caller no longer holds the delivery's lease
  * (it expired and the delivery may have been claimed by someone else).
  *

@@ -1,14 +1,28 @@
 export { createWebhooks } from './engine.js'
-export type { EmitOptions, EmitResult, LogPageOptions, RetentionOptions, Webhooks, WebhooksOptions } from './engine.js'
+export type { EmitOptions, EmitResult, HealthReport, LogPageOptions, RetentionOptions, Webhooks, WebhooksOptions } from './engine.js'
+export type {
+  AttemptFailedEvent,
+  CircuitEvent,
+  DeliveryExhaustedEvent,
+  DeliveryRecoveredEvent,
+  DeliveryRef,
+  DisableReason,
+  OperatorHooks,
+  WebhookDisabledEvent,
+} from './operator-hooks.js'
+export type { CircuitBreakerOptions, CircuitState } from './circuit-breaker.js'
+export type { RateLimitOptions } from './rate-limit.js'
+export type { HealthOptions, WebhookHealth } from './health.js'
+export type { RecoverOptions, RecoverResult, ReplayResult, TestEventOptions } from './replay.js'
 export { memoryStore } from './memory-store.js'
 export type { MemoryStoreOptions } from './memory-store.js'
 export { verifyWebhook, generateSecret, sign, importSecret, TIMESTAMP_TOLERANCE_SECONDS } from './signing.js'
 export type { HeadersLike } from './signing.js'
 export { createRegistry } from './registry.js'
-export type { DeliveryTarget, ListOptions, Registry, RegistryInternals, RegistryOptions } from './registry.js'
+export type { DeliveryTarget, ListOptions, Registry, RegistryInternals, RegistryOptions, RotateSecretOptions } from './registry.js'
 export { createMatcher } from './matcher.js'
 export type { Matcher, MatcherOptions } from './matcher.js'
-export { checkUrl, privateHostReason } from './url-guard.js'
+export { addressReason, checkUrl, checkUrlPolicy, privateHostReason } from './url-guard.js'
 export type { UrlPolicy } from './url-guard.js'
 export { COTALKER_SCHEDULE, STANDARD_WEBHOOKS_SCHEDULE, delayAfter, parseRetryAfter } from './retry-policy.js'
 export type { RetryOptions } from './retry-policy.js'
@@ -53,6 +67,7 @@ export { CONTEXT_FIELDS, EVENT_NAMES, EVENT_TYPES, TRIGGERS, TRIGGER_NAMES, cont
 export type { ContextField, EventName, EventType, Trigger, TriggerRow } from './triggers.js'
 export {
   ConflictError,
+  EventTooLargeError,
   InvalidJsonError,
   LeaseLostError,
   NotFoundError,
@@ -77,6 +92,7 @@ export type {
   Settlement,
   StoreChange,
   Store,
+  RetiringSecret,
   StoredWebhook,
   WebhookListQuery,
 } from './store.js'

@@ -14,7 +14,7 @@ import {
 import { objectId } from './object-id.js'
 import { webCryptoSigner, type Signer } from './signer.js'
 import { generateSecret } from './signing.js'
-import type { Store, StoredWebhook } from './store.js'
+import type { RetiringSecret, Store, StoredWebhook } from './store.js'
 import { checkUrl, type UrlPolicy } from './url-guard.js'
 import { parse } from './validate.js'
 
@@ -40,6 +40,19 @@ export interface Registry {
   update(company: string, id: string, patch: WebhookPatch): Promise<COTWebhook>
   /** The webhook's current signing secret. */
   secret(company: string, id: string): Promise<string>
+  /**
+   * Replaces the signing secret. The old one keeps being used beside the new one (deliveries carry
+   * both signatures) for `overlapMs`, so receivers can switch without missing a delivery.
+   */
+  rotateSecret(company: string, id: string, options?: RotateSecretOptions): Promise<{ secret: string; previousExpiresAt: number }>
+}
+
+/** Options of `rotateSecret`. */
+export interface RotateSecretOptions {
+  /** How long the old secret stays valid beside the new one. Default: the registry's `secretOverlapMs` (24 h). */
+  overlapMs?: number
+  /** The new secret (`whsec_` + base64 of 24–64 bytes). Default: a new random one. */
+  secret?: string
 }
 
 /** A webhook ready to be delivered to: the record and its imported signing keys. */
@@ -76,7 +89,47 @@ export interface RegistryOptions {
   cacheTtlMs?: number
   /** Prepares the secrets of delivery targets. Default {@link webCryptoSigner}. */
   signer?: Signer
+  /** How long an old secret stays valid after a rotation. Default 86 400 000 (24 h). */
+  secretOverlapMs?: number
+  /** The clock, in epoch ms (secret expiry). Default `Date.now`. */
+  now?: () => number
 }
+
+/** The current secret of a stored webhook. */
+export function currentSecret(record: StoredWebhook): string {
+  const first = record.secrets[0]
+  return typeof first === 'string' ? first : first!.secret
+}
+
+/** The secrets to sign with at `now` (current first), and when that set next changes. */
+export function validSecrets(record: StoredWebhook, now: number): { secrets: string[]; changesAt: number } {
+  const secrets = [currentSecret(record)]
+  let changesAt = Infinity
+  for (const entry of record.secrets.slice(1)) {
+    if (typeof entry === 'string') secrets.push(entry)
+    else if (entry.expiresAt > now) {
+      secrets.push(entry.secret)
+      changesAt = Math.min(changesAt, entry.expiresAt)
+    }
+  }
+  return { secrets, changesAt }
+}
+
+const SecretSchema = v.pipe(
+  v.string('must be a string'),
+  v.regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'must be whsec_ followed by base64'),
+  v.check((value) => {
+    const bytes = Math.floor(((value.length - 6) * 3) / 4) - (value.match(/=+$/)?.[0].length ?? 0)
+    return bytes >= 24 && bytes <= 64
+  }, 'must carry 24 to 64 bytes'),
+)
+
+const RotateOptionsSchema = v.object({
+  overlapMs: v.optional(
+    v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'), v.maxValue(2_592_000_000, 'must be at most 30 days (2592000000)')),
+  ),
+  secret: v.optional(SecretSchema),
+})
 
 const ListOptionsSchema = v.object({
   ...PageSchema.entries,
@@ -85,6 +138,8 @@ const ListOptionsSchema = v.object({
 
 // Concurrent writes without __v are applied one after the other; this bounds how often one retries.
 const MAX_WRITE_RETRIES = 8
+// The current secret and up to this many retiring ones.
+const MAX_SECRETS = 4
 
 /**
  * The registry over a store. Used by `createWebhooks`; exported for hosts that only manage webhooks.
@@ -98,7 +153,9 @@ const MAX_WRITE_RETRIES = 8
 export function createRegistry(options: RegistryOptions): RegistryInternals {
   const { store, urlPolicy, onChange } = options
   const signer = options.signer ?? webCryptoSigner
-  const targets = new LRUCache<string, DeliveryTarget>({
+  const now = options.now ?? Date.now
+  const defaultOverlapMs = options.secretOverlapMs ?? 86_400_000
+  const targets = new LRUCache<string, DeliveryTarget & { changesAt: number }>({
     max: options.cacheSize ?? 10_000,
     ...(options.cacheTtlMs ? { ttl: options.cacheTtlMs } : {}),
   })
@@ -116,12 +173,18 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     return record
   }
 
-  const write = async (company: string, id: string, change: (current: COTWebhook) => COTWebhook, expected?: number) => {
+  const write = async (
+    company: string,
+    id: string,
+    change: (current: COTWebhook) => COTWebhook,
+    expected?: number,
+    secrets?: (current: StoredWebhook['secrets']) => StoredWebhook['secrets'],
+  ) => {
     for (let round = 0; ; round++) {
       const record = await load(company, id)
       if (expected !== undefined && record.webhook.__v !== expected) throw stale(expected, record.webhook.__v)
       const next = change(record.webhook)
-      if (await store.updateWebhook({ webhook: next, secrets: record.secrets }, record.webhook.__v)) {
+      if (await store.updateWebhook({ webhook: next, secrets: secrets ? secrets(record.secrets) : record.secrets }, record.webhook.__v)) {
         changed(company, id)
         return next
       }
@@ -196,15 +259,41 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     },
 
     async secret(company, id) {
-      return (await load(company, id)).secrets[0]!
+      return currentSecret(await load(company, id))
+    },
+
+    async rotateSecret(company, id, rotateOptions = {}) {
+      const { overlapMs = defaultOverlapMs, secret = generateSecret() } = parse(RotateOptionsSchema, rotateOptions, 'rotate options')
+      let previousExpiresAt = 0
+      // A write like any other (the version moves on), so two rotations at once cannot lose a secret.
+      await write(
+        company,
+        id,
+        (current) => ({ ...current, __v: current.__v + 1 }),
+        undefined,
+        (secrets) => {
+          const at = now()
+          previousExpiresAt = at + overlapMs
+          const current = currentSecret({ webhook: undefined as never, secrets })
+          const retiring = secrets.slice(1).filter((entry): entry is RetiringSecret => typeof entry !== 'string' && entry.expiresAt > at)
+          // At most a few old secrets: a rotation loop cannot grow the signature header without bound.
+          return [secret, ...(overlapMs > 0 ? [{ secret: current, expiresAt: previousExpiresAt }] : []), ...retiring].slice(0, MAX_SECRETS)
+        },
+      )
+      return { secret, previousExpiresAt }
     },
 
     async target(company, id) {
       const cached = targets.get(id)
-      if (cached && cached.webhook.company === company) return cached
+      if (cached && cached.webhook.company === company && now() < cached.changesAt) return cached
       const record = await store.getWebhook(company, id)
       if (!record) return undefined
-      const target: DeliveryTarget = { webhook: record.webhook, keys: await Promise.all(record.secrets.map((secret) => signer.prepare(secret))) }
+      const { secrets, changesAt } = validSecrets(record, now())
+      const target: DeliveryTarget & { changesAt: number } = {
+        webhook: record.webhook,
+        keys: await Promise.all(secrets.map((secret) => signer.prepare(secret))),
+        changesAt,
+      }
       try {
         checkUrl(record.webhook.url, urlPolicy)
       } catch (error) {

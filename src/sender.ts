@@ -139,6 +139,8 @@ function describeNetworkError(error: unknown): string {
   let current: unknown = error
   for (let depth = 0; depth < 4 && current; depth++) {
     const code = (current as { code?: unknown }).code
+    // The transport refused the resolved destination (cotwebhook/node): say why, it is the customer's to fix.
+    if (code === 'ERR_UNSAFE_DESTINATION') return `unsafe: ${(current as Error).message} (${code})`
     if (typeof code === 'string' && NETWORK_CODES[code]) return `${NETWORK_CODES[code]} (${code})`
     current = (current as { cause?: unknown }).cause
   }

@@ -9,12 +9,24 @@ import type { Trigger } from './triggers.js'
  * leases and schedules behave the same under fake timers and across machines.
  */
 
-/** A webhook with its signing secrets (current first). Secrets never leave through the API's JSON. */
+/** A secret replaced by a rotation, still signed with until `expiresAt` so receivers can switch over. */
+export interface RetiringSecret {
+  /** The `whsec_…` secret. */
+  secret: string
+  /** Epoch ms after which it is no longer used. */
+  expiresAt: number
+}
+
+/**
+ * A webhook with its signing secrets. Secrets never leave through the API's JSON. A store keeps
+ * `secrets` exactly as given (the SQL stores as JSON): the first entry is the current secret (a
+ * string), the others are retiring secrets from rotations.
+ */
 export interface StoredWebhook {
   /** The COTWebhook as the API returns it. */
   webhook: COTWebhook
-  /** `whsec_…` secrets valid for signing; the first is the current one. */
-  secrets: string[]
+  /** The current `whsec_…` secret first, then retiring ones (older stores may hold plain strings there). */
+  secrets: Array<string | RetiringSecret>
 }
 
 /** Filters and page of `listWebhooks`. */

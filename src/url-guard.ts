@@ -4,13 +4,21 @@ import { UnsafeUrlError } from './errors.js'
 /**
  * Which delivery URLs are allowed. A webhook makes the host's servers call a URL a customer chose,
  * so by default only public destinations are reached. This checks the URL as written (literal
- * addresses and `localhost`); resolving names and pinning the address is the transport's job.
+ * addresses in every spelling the URL parser accepts, and `localhost`); resolving names and pinning
+ * the vetted address for the connection is the transport's job (`nodeTransport` in `cotwebhook/node`).
  */
 
 /** The URL policy. */
 export interface UrlPolicy {
   /** Allow loopback, private, link-local and other non-public destinations. Default `false`. */
   allowPrivateNetworks?: boolean
+  /**
+   * Non-public ranges allowed all the same, as CIDRs (`'10.20.0.0/16'`, `'fd00:1::/64'`): an internal
+   * receiver, without opening every private network. Default: none.
+   */
+  allowCidrs?: readonly string[]
+  /** Refuse `http:` URLs: deliveries go over TLS only. Default `false`. */
+  httpsOnly?: boolean
 }
 
 // ipaddr.js range names, in words a user can act on.
@@ -31,10 +39,43 @@ const RANGE_WORDS: Record<string, string> = {
   teredo: 'a Teredo address',
 }
 
+// Parsed once per policy object: the engine checks every URL against the same policy.
+const parsedCidrs = new WeakMap<readonly string[], Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>>()
+
+/**
+ * Checks a policy's options, so a typo fails at start-up rather than at the first delivery.
+ *
+ * @example
+ * ```ts
+ * checkUrlPolicy({ allowCidrs: ['10.0.0.0/8'] }) // ok
+ * checkUrlPolicy({ allowCidrs: ['10.0.0.0/33'] }) // throws RangeError naming allowCidrs[0]
+ * ```
+ */
+export function checkUrlPolicy(policy: UrlPolicy): void {
+  if (policy.allowCidrs !== undefined) cidrsOf(policy.allowCidrs)
+}
+
+function cidrsOf(list: readonly string[]): Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> {
+  let parsed = parsedCidrs.get(list)
+  if (!parsed) {
+    if (!Array.isArray(list)) throw new RangeError('allowCidrs must be an array of CIDR strings')
+    parsed = list.map((cidr, index) => {
+      try {
+        return ipaddr.parseCIDR(String(cidr))
+      } catch (cause) {
+        throw new RangeError(`allowCidrs[${index}]: "${String(cidr)}" is not a CIDR such as 10.0.0.0/8 or fd00::/8`, { cause })
+      }
+    })
+    parsedCidrs.set(list, parsed)
+  }
+  return parsed
+}
+
 /**
  * Returns the parsed URL when it may be delivered to, or throws {@link UnsafeUrlError} saying which
- * rule refused it: only `http:` and `https:`, no credentials in the URL, and, unless
- * `allowPrivateNetworks`, no `localhost` and no literal address outside the public unicast space.
+ * rule refused it: only `http:` and `https:` (`https:` alone with `httpsOnly`), no credentials in the
+ * URL, and, unless `allowPrivateNetworks`, no `localhost` and no literal address outside the public
+ * unicast space (save `allowCidrs`).
  *
  * @example
  * ```ts
@@ -53,40 +94,69 @@ export function checkUrl(url: string, policy: UrlPolicy = {}): URL {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new UnsafeUrlError(url, `scheme ${parsed.protocol.slice(0, -1)} is not allowed (http or https only)`)
   }
+  if (policy.httpsOnly && parsed.protocol !== 'https:') {
+    throw new UnsafeUrlError(url, 'scheme http is not allowed: this sender delivers over https only')
+  }
   if (parsed.username || parsed.password) {
     throw new UnsafeUrlError(url, 'credentials in the URL are not allowed (put them in the path or a query, or verify the signature instead)')
   }
   if (policy.allowPrivateNetworks) return parsed
-  const reason = privateHostReason(parsed.hostname)
+  const reason = privateHostReason(parsed.hostname, policy)
   if (reason) throw new UnsafeUrlError(url, reason, { privateNetwork: true })
   return parsed
 }
 
 /**
  * Why a host name (as the WHATWG URL parser normalised it) is not a public destination, or
- * `undefined` when it is a public address or a name to be resolved.
+ * `undefined` when it is a public address, an address `allowCidrs` lets through, or a name still to
+ * be resolved.
  *
  * @example
  * ```ts
  * privateHostReason('10.0.0.1') // '10.0.0.1 is a private (RFC 1918) address'
  * ```
  */
-export function privateHostReason(hostname: string): string | undefined {
+export function privateHostReason(hostname: string, policy: UrlPolicy = {}): string | undefined {
   const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname
   const lower = host.toLowerCase().replace(/\.$/, '')
   if (lower === 'localhost' || lower.endsWith('.localhost')) return `${host} is a loopback name`
   // The URL parser has already turned decimal, octal, hexadecimal and short IPv4 forms into dotted quads.
   if (!ipaddr.isValid(host)) return undefined
-  let address = ipaddr.parse(host)
+  return addressReason(host, policy)
+}
+
+/**
+ * Why an IP address (a literal, or what a host name resolved to) is not a public destination under
+ * the policy, or `undefined` when it may be connected to. IPv4-mapped IPv6 addresses are judged as
+ * the IPv4 address they carry.
+ *
+ * @example
+ * ```ts
+ * addressReason('127.0.0.1')                                   // '127.0.0.1 is a loopback address'
+ * addressReason('10.1.2.3', { allowCidrs: ['10.1.0.0/16'] })   // undefined
+ * addressReason('93.184.216.34')                               // undefined
+ * ```
+ */
+export function addressReason(ip: string, policy: UrlPolicy = {}): string | undefined {
+  if (policy.allowPrivateNetworks) return undefined
+  let address: ipaddr.IPv4 | ipaddr.IPv6
+  try {
+    address = ipaddr.parse(ip.replace(/%.*$/, ''))
+  } catch {
+    return `${ip} is not an IP address`
+  }
   if (address.kind() === 'ipv6') {
     const v6 = address as ipaddr.IPv6
     if (v6.isIPv4MappedAddress()) address = v6.toIPv4Address()
     // ::a.b.c.d, the deprecated IPv4-compatible form, which some stacks still route to a.b.c.d.
     else if (v6.parts.slice(0, 6).every((part) => part === 0) && v6.range() === 'unicast') {
-      return `${host} is an IPv4-compatible address (deprecated; use the IPv4 address)`
+      return `${ip} is an IPv4-compatible address (deprecated; use the IPv4 address)`
     }
   }
   const range = address.range()
   if (range === 'unicast') return undefined
-  return `${host} is ${RANGE_WORDS[range] ?? `a special-purpose (${range}) address`}`
+  if (policy.allowCidrs?.length && cidrsOf(policy.allowCidrs).some(([net, bits]) => net.kind() === address.kind() && address.match(net, bits))) {
+    return undefined
+  }
+  return `${ip} is ${RANGE_WORDS[range] ?? `a special-purpose (${range}) address`}`
 }

@@ -19,7 +19,7 @@ for (const transportName of ['fetch', 'node'] as const) {
 describe(`a delivery (${transportName} transport)`, () => {
   let node: NodeTransport | undefined
   beforeAll(() => {
-    node = transportName === 'node' ? nodeTransport({ connections: 8 }) : undefined
+    node = transportName === 'node' ? nodeTransport({ connections: 8, allowPrivateNetworks: true }) : undefined
     useTransport(node, node ? nodeSigner() : undefined)
   })
   afterAll(async () => {

@@ -10,7 +10,8 @@ export interface NodeWebhooksOptions extends Omit<WebhooksOptions, 'transport' |
 
 /**
  * `createWebhooks()` for Node and Bun: undici's keep-alive pool sized to the engine's concurrency,
- * and `node:crypto` signing. `close()` also closes the pool.
+ * connecting only where the engine's URL policy allows with DNS answers vetted and pinned, and
+ * `node:crypto` signing. `close()` also closes the pool.
  *
  * @example
  * ```ts
@@ -21,7 +22,12 @@ export interface NodeWebhooksOptions extends Omit<WebhooksOptions, 'transport' |
 export function createNodeWebhooks(options: NodeWebhooksOptions = {}): Webhooks {
   const { connections, ...engineOptions } = options
   const concurrency = engineOptions.concurrency ?? 32
-  const transport = nodeTransport({ connections: connections ?? concurrency })
+  const transport = nodeTransport({
+    connections: connections ?? concurrency,
+    // The same destinations the engine's URL policy allows, now enforced on the resolved addresses.
+    allowPrivateNetworks: engineOptions.allowPrivateNetworks ?? false,
+    ...(engineOptions.allowCidrs ? { allowCidrs: engineOptions.allowCidrs } : {}),
+  })
   const hooks = createWebhooks({ signer: nodeSigner(), ...engineOptions, concurrency, transport })
   return {
     ...hooks,

@@ -43,6 +43,11 @@ const PageQuerySchema = v.object({ limit: v.optional(Integer), page: v.optional(
  * - `GET /webhook/subscription/logs/:id` — `?limit&page` → `{ data: { logs, count } }`, newest first
  * - `POST /webhook/subscription` → 201 `{ data: COTWebhook, secret }`
  * - `PATCH /webhook/subscription/:id` → `{ data: COTWebhook }`
+ * - `POST /webhook/subscription/:id/secret/rotate` — `{ overlapMs?, secret? }` → `{ data: { secret, previousExpiresAt } }`
+ * - `GET /webhook/subscription/:id/health` → `{ data: HealthReport }`
+ * - `POST /webhook/subscription/logs/:logId/resend` → 202 `{ data: { deliveries } }`
+ * - `POST /webhook/subscription/:id/recover` — `{ since, limit? }` → 202 `{ data: { deliveries, nextSince? } }`
+ * - `POST /webhook/subscription/:id/test` — `{ data? }` → 202 `{ data: { deliveries } }`
  *
  * Errors: `{ error: { code, message, fields? } }` with 400, 401, 404, 409 or 413.
  *
@@ -116,11 +121,34 @@ export function webhookApi(hooks: Webhooks | ((c: Context) => Webhooks), options
     return c.json({ data: webhook })
   })
 
+  app.post('/webhook/subscription/:id/secret/rotate', limitBody, async (c) => {
+    const rotated = await engine(c).registry.rotateSecret(c.var.company, c.req.param('id'), await jsonBody(c, {}))
+    return c.json({ data: { secret: rotated.secret, previousExpiresAt: new Date(rotated.previousExpiresAt).toISOString() } })
+  })
+
+  app.get('/webhook/subscription/:id/health', async (c) => {
+    return c.json({ data: await engine(c).health(c.var.company, c.req.param('id')) })
+  })
+
+  app.post('/webhook/subscription/logs/:logId/resend', limitBody, async (c) => {
+    return c.json({ data: await engine(c).resend(c.var.company, c.req.param('logId')) }, 202)
+  })
+
+  app.post('/webhook/subscription/:id/recover', limitBody, async (c) => {
+    return c.json({ data: await engine(c).recover(c.var.company, c.req.param('id'), await jsonBody(c)) }, 202)
+  })
+
+  app.post('/webhook/subscription/:id/test', limitBody, async (c) => {
+    return c.json({ data: await engine(c).sendTest(c.var.company, c.req.param('id'), await jsonBody(c, {})) }, 202)
+  })
+
   return app
 }
 
-async function jsonBody(c: Context): Promise<never> {
+/** The request's JSON body; an empty body is `fallback` where the route has one. */
+async function jsonBody(c: Context, fallback?: object): Promise<never> {
   const text = await c.req.text()
+  if (fallback !== undefined && text.trim() === '') return fallback as never
   try {
     return JSON.parse(text) as never
   } catch (cause) {

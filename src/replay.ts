@@ -1,0 +1,171 @@
+import * as v from 'valibot'
+import { ConflictError, NotFoundError } from './errors.js'
+import type { COTEvent, COTWebhook } from './model.js'
+import { objectId } from './object-id.js'
+import { objectIdArgument, type RegistryInternals } from './registry.js'
+import type { Delivery, NewDelivery, Store } from './store.js'
+import { TRIGGERS } from './triggers.js'
+import { parse } from './validate.js'
+
+/**
+ * Replay: send a delivery's event again, recover every failed delivery of a webhook since a time,
+ * and send a test event. Each makes new deliveries (new ids, new logs) of the stored COTEvent to the
+ * one webhook, queued behind its open deliveries; the old logs stay as they were.
+ */
+
+/** What replay needs from the engine. */
+export interface ReplayContext {
+  store: Store
+  registry: RegistryInternals
+  now: () => number
+  /** Refuses an event whose JSON is over the size limit. */
+  checkSize: (event: COTEvent) => void
+  /** Tells the delivery loop there is work. */
+  kick: () => void
+}
+
+/** What a replay queued. */
+export interface ReplayResult {
+  /** One per event queued, oldest first. */
+  deliveries: Array<NewDelivery & { eventId: string; replayOf?: string }>
+}
+
+/** Options of `recover`. */
+export interface RecoverOptions {
+  /** Failed deliveries created at or after this time (a Date, ISO 8601 text or epoch ms) are sent again. */
+  since: Date | string | number
+  /** At most this many per call, oldest first (1–1000). Default 1000. */
+  limit?: number
+}
+
+/** What `recover` queued, and where to start the next call if it stopped at `limit`. */
+export interface RecoverResult extends ReplayResult {
+  /** Set when more failed deliveries remain: pass it as `since` to recover the rest. */
+  nextSince?: string
+}
+
+/** Options of `sendTest`. */
+export interface TestEventOptions {
+  /** The test event's `data`. Default: a sample object carrying the webhook's context values. */
+  data?: Record<string, unknown> | null
+}
+
+const RecoverSchema = v.object({
+  since: v.union(
+    [
+      v.pipe(v.string(), v.isoTimestamp('must be an ISO 8601 timestamp')),
+      v.pipe(v.number(), v.integer('must be an integer (epoch ms)'), v.minValue(0, 'must be at least 0')),
+      v.date(),
+    ],
+    'must be an ISO 8601 timestamp, epoch milliseconds or a Date',
+  ),
+  limit: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(1000, 'must be at most 1000')), 1000),
+})
+
+const TestSchema = v.object({
+  data: v.optional(v.nullable(v.record(v.string(), v.unknown(), 'must be an object or null'))),
+})
+
+const PAGE = 100
+
+async function activeWebhook(ctx: ReplayContext, company: string, webhookId: string): Promise<COTWebhook> {
+  const webhook = await ctx.registry.get(company, webhookId)
+  if (!webhook.isActive) {
+    throw new ConflictError(`isActive: webhook ${webhookId} is inactive; turn it on (isActive: true) before sending to it`, 'isActive')
+  }
+  return webhook
+}
+
+async function queue(ctx: ReplayContext, webhookId: string, event: COTEvent, replayOf?: string) {
+  const at = ctx.now()
+  const eventId = objectId(at)
+  const delivery = { id: objectId(at), webhookId }
+  await ctx.store.enqueue({ eventId, event, deliveries: [delivery], now: at })
+  return { ...delivery, eventId, ...(replayOf ? { replayOf } : {}) }
+}
+
+/**
+ * Sends one delivery's event again to its webhook, as a new delivery.
+ *
+ * @example
+ * ```ts
+ * const { deliveries } = await resend(ctx, company, logId) // deliveries[0].replayOf === logId
+ * ```
+ */
+export async function resend(ctx: ReplayContext, company: string, deliveryId: string): Promise<ReplayResult> {
+  objectIdArgument(company, 'company')
+  objectIdArgument(deliveryId, 'logId')
+  const original = await ctx.store.getDelivery(company, deliveryId)
+  if (!original) throw new NotFoundError('log', deliveryId)
+  await activeWebhook(ctx, company, original.webhookId)
+  const delivery = await queue(ctx, original.webhookId, original.event, original.id)
+  ctx.kick()
+  return { deliveries: [delivery] }
+}
+
+/**
+ * Sends again every failed delivery of a webhook created since a time, oldest first.
+ *
+ * @example
+ * ```ts
+ * await recover(ctx, company, webhookId, { since: '2026-11-27T00:00:00Z' })
+ * ```
+ */
+export async function recover(ctx: ReplayContext, company: string, webhookId: string, options: RecoverOptions): Promise<RecoverResult> {
+  const { since, limit } = parse(RecoverSchema, options, 'recover options')
+  const from = since instanceof Date ? since.getTime() : typeof since === 'number' ? since : Date.parse(since)
+  await activeWebhook(ctx, company, webhookId)
+  // Pages are newest first: collect back to `since`, then send oldest first.
+  const failed: Delivery[] = []
+  for (let offset = 0; ; offset += PAGE) {
+    const page = await ctx.store.listDeliveries(company, webhookId, { limit: PAGE, offset })
+    const inRange = page.items.filter((d) => d.createdAt >= from)
+    failed.push(...inRange.filter((d) => d.state === 'failed'))
+    if (inRange.length < page.items.length || page.items.length < PAGE) break
+  }
+  failed.reverse()
+  const chosen = failed.slice(0, limit)
+  const deliveries: ReplayResult['deliveries'] = []
+  for (const original of chosen) deliveries.push(await queue(ctx, webhookId, original.event, original.id))
+  if (deliveries.length) ctx.kick()
+  const next = failed[limit]
+  return next ? { deliveries, nextSince: new Date(next.createdAt).toISOString() } : { deliveries }
+}
+
+/**
+ * Sends a test event to one webhook: its trigger's type and first event name, `extraData.test`
+ * set to `true`, and `data` as given or a sample carrying the webhook's context values.
+ *
+ * @example
+ * ```ts
+ * await sendTest(ctx, company, webhookId, {}) // the receiver sees extraData: { test: true }
+ * ```
+ */
+export async function sendTest(ctx: ReplayContext, company: string, webhookId: string, options: TestEventOptions = {}): Promise<ReplayResult> {
+  const { data } = parse(TestSchema, options, 'test options')
+  const webhook = await activeWebhook(ctx, company, webhookId)
+  const row = TRIGGERS[webhook.trigger]
+  const event: COTEvent = {
+    company,
+    type: row.type,
+    event: row.events[0],
+    data: row.type === 'Auth' ? null : data !== undefined ? data : sample(webhook),
+    diff: {},
+    extraData: { test: true },
+    createdAt: new Date(ctx.now()).toISOString(),
+  }
+  ctx.checkSize(event)
+  const delivery = await queue(ctx, webhookId, event)
+  ctx.kick()
+  return { deliveries: [delivery] }
+}
+
+function sample(webhook: COTWebhook): Record<string, unknown> {
+  const data: Record<string, unknown> = { _id: objectId(), company: webhook.company }
+  // Carry the context values, so a receiver filtering like the webhook does accepts the sample.
+  for (const [field, dataField] of Object.entries(TRIGGERS[webhook.trigger].context)) {
+    const value = webhook.context[field as keyof COTWebhook['context']]
+    data[dataField as string] = value || objectId()
+  }
+  return data
+}
