@@ -51,7 +51,7 @@ const BooleanSchema = v.boolean('must be true or false')
 // valibot's object and record schemas accept arrays (they are objects) and output a copy, so the
 // shape is checked on the input, before them: a COTWebhook body or an event's data is never an array.
 // The pipe's input type is `unknown`; the exported input types come from the wrapped schemas.
-function plainObject<TSchema extends v.GenericSchema>(schema: TSchema, message: string) {
+export function plainObject<TSchema extends v.GenericSchema>(schema: TSchema, message: string) {
   return v.pipe(
     v.custom<unknown>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), message),
     schema,

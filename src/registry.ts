@@ -7,6 +7,7 @@ import {
   WebhookInputSchema,
   WebhookPatchSchema,
   checkContext,
+  plainObject,
   type COTWebhook,
   type WebhookInput,
   type WebhookPatch,
@@ -119,17 +120,18 @@ const SecretSchema = v.pipe(
   v.string('must be a string'),
   v.regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'must be whsec_ followed by base64'),
   v.check((value) => {
+    if (!/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(value)) return true // already reported by the regex
     const bytes = Math.floor(((value.length - 6) * 3) / 4) - (value.match(/=+$/)?.[0].length ?? 0)
     return bytes >= 24 && bytes <= 64
   }, 'must carry 24 to 64 bytes'),
 )
 
-const RotateOptionsSchema = v.object({
+const RotateOptionsSchema = plainObject(v.object({
   overlapMs: v.optional(
     v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'), v.maxValue(2_592_000_000, 'must be at most 30 days (2592000000)')),
   ),
   secret: v.optional(SecretSchema),
-})
+}), 'must be an object { overlapMs?, secret? }')
 
 const ListOptionsSchema = v.object({
   ...PageSchema.entries,

@@ -1,6 +1,6 @@
 import * as v from 'valibot'
 import { ConflictError, NotFoundError } from './errors.js'
-import type { COTEvent, COTWebhook } from './model.js'
+import { plainObject, type COTEvent, type COTWebhook } from './model.js'
 import { objectId } from './object-id.js'
 import { objectIdArgument, type RegistryInternals } from './registry.js'
 import type { Delivery, NewDelivery, Store } from './store.js'
@@ -50,7 +50,7 @@ export interface TestEventOptions {
   data?: Record<string, unknown> | null
 }
 
-const RecoverSchema = v.object({
+const RecoverSchema = plainObject(v.object({
   since: v.union(
     [
       v.pipe(v.string(), v.isoTimestamp('must be an ISO 8601 timestamp')),
@@ -60,11 +60,12 @@ const RecoverSchema = v.object({
     'must be an ISO 8601 timestamp, epoch milliseconds or a Date',
   ),
   limit: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(1000, 'must be at most 1000')), 1000),
-})
+}), 'must be an object { since, limit? }')
 
-const TestSchema = v.object({
-  data: v.optional(v.nullable(v.record(v.string(), v.unknown(), 'must be an object or null'))),
-})
+const TestSchema = plainObject(
+  v.object({ data: v.optional(v.nullable(plainObject(v.record(v.string(), v.unknown()), 'must be an object or null'))) }),
+  'must be an object { data? }',
+)
 
 const PAGE = 100
 
