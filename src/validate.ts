@@ -30,16 +30,19 @@ export function parse<TSchema extends v.GenericSchema>(
  * ```
  */
 export function issuesToError(issues: readonly v.BaseIssue<unknown>[], what: string): ValidationError {
-  const fields: Record<string, string[]> = {}
+  // A Map, not an object: a client's key may be "__proto__" (a JSON body's own property).
+  const fields = new Map<string, string[]>()
   const lines: string[] = []
   for (const issue of issues) {
     const path = issue.path?.map((item) => String(item.key)).join('.') ?? ''
     const rule = ruleOf(issue)
     const line = path ? `${path}: ${rule}` : `${what}: ${rule}`
-    ;(fields[path] ??= []).push(line)
+    const list = fields.get(path)
+    if (list) list.push(line)
+    else fields.set(path, [line])
     lines.push(line)
   }
-  return new ValidationError(`invalid ${what}: ${lines.join('; ')}`, fields)
+  return new ValidationError(`invalid ${what}: ${lines.join('; ')}`, Object.fromEntries(fields))
 }
 
 function ruleOf(issue: v.BaseIssue<unknown>): string {
