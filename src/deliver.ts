@@ -246,7 +246,8 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
         factor: 1,
         minTimeout: 0,
         maxTimeout: 0,
-        signal: ctx.signal,
+        // No signal here: a shutdown ends the wait in `failed`, which ends p-retry (one abort
+        // listener per run on the engine's signal would pile up past Node's warning threshold).
         onFailedAttempt: ({ error }) => failed(error),
       },
     )
@@ -273,17 +274,32 @@ async function settleQuietly(work: Promise<void>): Promise<void> {
   }
 }
 
+// One abort listener per signal, waking every sleeper: hundreds of runs may wait at once, and a
+// listener each would trip Node's "possible EventTarget memory leak" warning.
+const sleepers = new WeakMap<AbortSignal, Set<() => void>>()
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason)
+    let waiting = sleepers.get(signal)
+    if (!waiting) {
+      const set = new Set<() => void>()
+      waiting = set
+      sleepers.set(signal, set)
+      signal.addEventListener('abort', () => {
+        for (const wake of [...set]) wake()
+      }, { once: true })
+    }
+    const set = waiting
     const onAbort = () => {
       clearTimeout(timer)
+      set.delete(onAbort)
       reject(signal.reason)
     }
     const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
+      set.delete(onAbort)
       resolve()
     }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
+    set.add(onAbort)
   })
 }
