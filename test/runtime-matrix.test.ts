@@ -22,6 +22,17 @@ describe('the runtime matrix', () => {
     expect(lastJson(stdout)).toEqual({ runtime: expect.stringMatching(/^bun 1\./), ...expected })
   }, 60_000)
 
+  it('Bun: nodeTransport refuses a name resolving inward and a loopback literal; the listener sees only the control', async () => {
+    const { stdout } = await run(bun, ['--conditions=cotwebhook-source', 'test/runtime/bun-ssrf.ts'], { cwd: root, timeout: 60_000 })
+    expect(lastJson(stdout)).toEqual({
+      runtime: expect.stringMatching(/^bun 1\./),
+      name: 'ERR_UNSAFE_DESTINATION',
+      literal: 'ERR_UNSAFE_DESTINATION',
+      hitsBeforeControl: 0,
+      control: 'reached',
+    })
+  }, 60_000)
+
   it('Bun: the store conformance suite passes on bun:sqlite', async () => {
     const { stdout, stderr } = await run(bun, ['test', '--conditions=cotwebhook-source', 'test/bun/'], { cwd: root, timeout: 60_000 })
     const output = stdout + stderr

@@ -63,12 +63,17 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
     connect: { timeout: options.connectTimeoutMs ?? 10_000, lookup: pinnedLookup(policy, options.lookup) },
   })
 
+  const lookup = pinnedLookup(policy, options.lookup)
   const send: Transport = async function nodeTransport(req) {
     // A literal address never reaches the lookup (sockets skip DNS for it): vet it here, before any socket.
     const hostname = new URL(req.url).hostname.replace(/^\[|\]$/g, '')
     if (isIP(hostname) !== 0) {
       const reason = addressReason(hostname, policy)
       if (reason) throw new UnsafeDestinationError(hostname, reason)
+    } else if (!PINS_LOOKUP && !policy.allowPrivateNetworks) {
+      // This runtime's undici ignores `connect.lookup`: vet the name's addresses before the request.
+      // The socket resolves again, so this stops names that point inward, not a rebinding in between.
+      await new Promise<void>((resolve, reject) => lookup(hostname, { all: true }, (error) => (error ? reject(error) : resolve())))
     }
     const response = await request(req.url, {
       method: 'POST',
@@ -100,8 +105,12 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
     body += decoder.decode()
     return { status: response.statusCode, header: (name) => headerValue(headers, name), body }
   }
-  return Object.assign(send, { close: () => agent.close() })
+  // Bun's built-in undici has no Agent#close.
+  return Object.assign(send, { close: async () => void (await (agent as { close?: () => Promise<void> }).close?.()) })
 }
+
+// Node's undici hands `connect.lookup` to the socket; Bun's built-in undici does not.
+const PINS_LOOKUP = !(process.versions as Record<string, string | undefined>).bun
 
 function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | null {
   const value = headers[name]
