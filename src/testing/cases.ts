@@ -6,6 +6,7 @@ export const CONFORMANCE_CASES = [
   'lists webhooks in creation order with filters, pages and a count',
   'indexes active webhooks by company and trigger',
   'updates only at the expected version',
+  'keeps a webhook’s secrets as given, retiring ones included',
   'keeps stored state apart from the values it is given and returns',
   'enqueues atomically and hands out due deliveries only',
   'makes a repeated idempotency key a no-op, per company',

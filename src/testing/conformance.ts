@@ -133,6 +133,18 @@ export function runStoreConformance(options: ConformanceOptions): void {
       expect(racers.filter(Boolean)).toHaveLength(1)
     })
 
+    test('keeps a webhook’s secrets as given, retiring ones included', async () => {
+      const record = webhookRecord(A)
+      await store.insertWebhook(record)
+      // After a rotation: the new current secret, then the old one with its expiry.
+      const rotated = {
+        webhook: { ...record.webhook, __v: 1 },
+        secrets: ['whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=', { secret: record.secrets[0] as string, expiresAt: 1_800_000_000_123 }],
+      }
+      expect(await store.updateWebhook(rotated, 0)).toBe(true)
+      expect(await store.getWebhook(A, record.webhook._id)).toEqual(rotated)
+    })
+
     test('keeps stored state apart from the values it is given and returns', async () => {
       const record = webhookRecord(A, { name: 'original' })
       await store.insertWebhook(record)
