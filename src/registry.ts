@@ -126,7 +126,7 @@ const SecretSchema = v.pipe(
   }, 'must carry 24 to 64 bytes'),
 )
 
-const RotateOptionsSchema = plainObject(v.object({
+export const RotateOptionsSchema = plainObject(v.object({
   overlapMs: v.optional(
     v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'), v.maxValue(2_592_000_000, 'must be at most 30 days (2592000000)')),
   ),

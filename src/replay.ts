@@ -50,7 +50,7 @@ export interface TestEventOptions {
   data?: Record<string, unknown> | null
 }
 
-const RecoverSchema = plainObject(v.object({
+export const RecoverSchema = plainObject(v.object({
   since: v.union(
     [
       v.pipe(v.string(), v.isoTimestamp('must be an ISO 8601 timestamp')),
@@ -62,7 +62,7 @@ const RecoverSchema = plainObject(v.object({
   limit: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(1000, 'must be at most 1000')), 1000),
 }), 'must be an object { since, limit? }')
 
-const TestSchema = plainObject(
+export const TestSchema = plainObject(
   v.object({ data: v.optional(v.nullable(plainObject(v.record(v.string(), v.unknown()), 'must be an object or null'))) }),
   'must be an object { data? }',
 )

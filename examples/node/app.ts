@@ -1,6 +1,8 @@
 import { Hono, type Context } from 'hono'
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
+import { html } from 'hono/html'
 import { createWebhooks, type Webhooks } from 'cotwebhook'
-import { errorResponse, webhookApi, webhooks, type WebhooksVariables } from 'cotwebhook/hono'
+import { errorResponse, webhookApi, webhookConsole, webhooks, type WebhooksVariables } from 'cotwebhook/hono'
 import { Domain, EVENT_TYPE, type Kind } from './domain.js'
 
 /** Bearer tokens of the demo companies (override with COTWEBHOOK_TOKENS="token=companyId,…"). */
@@ -36,8 +38,38 @@ export function createHostApp(options: HostOptions = {}) {
 
   const app = new Hono<Env>()
   app.onError((error, c) => errorResponse(c, error, console.error))
-  app.get('/', (c) => c.text('cotwebhook example host: see README.md'))
+  app.get('/', (c) => c.html(html`<!doctype html><title>cotwebhook example host</title>
+<p>cotwebhook example host. <a href="/console">Open the delivery console</a> · <a href="/api/v3/webhook/openapi.json">REST API (OpenAPI)</a></p>`))
   app.route('/api/v3', webhookApi(hooks, { company: companyOf }))
+
+  // The delivery console, for browsers: the company comes from a cookie holding one of the tokens,
+  // set by this tiny sign-in page (a real host uses its own sessions).
+  app.get('/login', (c) =>
+    c.html(html`<!doctype html><meta charset="utf-8"><title>Sign in</title>
+<form method="post" action="/login" style="font:14px system-ui;margin:40px">
+<label>Token <input name="token" placeholder="demo-token-acme"></label> <button>Sign in</button>
+<p>Demo tokens: ${Object.keys(tokens).join(', ')}</p></form>`),
+  )
+  app.post('/login', async (c) => {
+    const token = String((await c.req.parseBody()).token ?? '')
+    if (!tokens[token]) return c.redirect('/login', 303)
+    setCookie(c, 'console_token', token, { httpOnly: true, sameSite: 'Lax', path: '/' })
+    return c.redirect('/console', 303)
+  })
+  app.post('/logout', (c) => {
+    deleteCookie(c, 'console_token', { path: '/' })
+    return c.redirect('/login', 303)
+  })
+  app.route(
+    '/console',
+    webhookConsole(hooks, {
+      company: (c) => tokens[getCookie(c, 'console_token') ?? ''],
+      basePath: '/console',
+      openApiUrl: '/api/v3/webhook/openapi.json',
+      loginUrl: '/login',
+      title: 'Example host · webhooks',
+    }),
+  )
 
   // The host's own routes: the caller's company from its token, and the engine on c.var.webhooks.
   const hostRoutes = [`/${KIND}/*`, '/auth/*']

@@ -6,6 +6,7 @@ import { InvalidJsonError, PayloadTooLargeError, UnauthorizedError } from '../er
 import { OBJECT_ID } from '../model.js'
 import { parse } from '../validate.js'
 import { errorResponse } from './errors.js'
+import { openApiDocument } from './openapi.js'
 
 /** Options of {@link webhookApi}. */
 export interface WebhookApiOptions {
@@ -18,6 +19,8 @@ export interface WebhookApiOptions {
   maxBodyBytes?: number
   /** Where unexpected errors go before the 500 is answered. Default `console.error`. */
   onError?: (error: unknown) => void
+  /** Where clients reach these routes, for the OpenAPI document's `servers`. Default `/api/v3`. */
+  serverUrl?: string
 }
 
 type ApiEnv = { Variables: { company: string } }
@@ -48,6 +51,7 @@ const PageQuerySchema = v.object({ limit: v.optional(Integer), page: v.optional(
  * - `POST /webhook/subscription/logs/:logId/resend` → 202 `{ data: { deliveries } }`
  * - `POST /webhook/subscription/:id/recover` — `{ since, limit? }` → 202 `{ data: { deliveries, nextSince? } }`
  * - `POST /webhook/subscription/:id/test` — `{ data? }` → 202 `{ data: { deliveries } }`
+ * - `GET /webhook/openapi.json` — the OpenAPI 3.1 document of these routes (no company needed)
  *
  * Errors: `{ error: { code, message, fields? } }` with 400, 401, 404, 409 or 413.
  *
@@ -86,6 +90,10 @@ export function webhookApi(hooks: Webhooks | ((c: Context) => Webhooks), options
       throw new PayloadTooLargeError(maxBodyBytes)
     },
   })
+
+  // Public: describes the routes, holds nothing of any company.
+  const openApi = openApiDocument(options.serverUrl === undefined ? {} : { serverUrl: options.serverUrl })
+  app.get('/webhook/openapi.json', (c) => c.json(openApi))
 
   app.get('/webhook/subscription', async (c) => {
     const query = parse(ListQuerySchema, c.req.query(), 'query')
