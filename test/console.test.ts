@@ -1,0 +1,185 @@
+import { Hono } from 'hono'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { createCsrf, openApiDocument, webhookApi, webhookConsole } from 'cotwebhook/hono'
+import type { Webhooks } from 'cotwebhook'
+import { COMPANY, OTHER_COMPANY, TASK_GROUP, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
+
+const SESSIONS: Record<string, string> = { a: COMPANY, b: OTHER_COMPANY }
+let hooks: Webhooks
+let app: Hono
+const errors: unknown[] = []
+
+beforeEach(() => {
+  hooks = engine({ retry: { schedule: [] }, dispatch: false, allowPrivateNetworks: false })
+  app = new Hono()
+  app.route('/admin/hooks', webhookConsole(hooks, {
+    company: (c) => SESSIONS[c.req.header('x-session') ?? ''],
+    basePath: '/admin/hooks',
+    loginUrl: '/sign-in',
+    csrfSecret: 'test-secret',
+    onError: (e) => errors.push(e),
+  }))
+  app.route('/api/v3', webhookApi(hooks, { company: () => COMPANY }))
+})
+afterEach(async () => {
+  await closeAll()
+  expect(errors).toEqual([])
+  errors.length = 0
+})
+
+const get = async (path: string, session = 'a') => {
+  const res = await app.request(path, { headers: session ? { 'x-session': session } : {} })
+  return { status: res.status, text: await res.text(), headers: res.headers }
+}
+const csrfOf = (html: string) => html.match(/name="_csrf" value="([^"]+)"/)![1]!
+const post = async (path: string, fields: Record<string, string>, session = 'a') => {
+  const res = await app.request(path, {
+    method: 'POST',
+    headers: { 'x-session': session, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields),
+  })
+  return { status: res.status, text: await res.text(), location: res.headers.get('location') }
+}
+const token = async (session = 'a') => csrfOf((await get('/admin/hooks/new', session)).text)
+
+describe('webhookConsole', () => {
+  it('answers 401 with a sign-in link without a company, and sends its security headers', async () => {
+    const anonymous = await get('/admin/hooks', '')
+    expect(anonymous.status).toBe(401)
+    expect(anonymous.text).toContain('href="/sign-in"')
+    const page = await get('/admin/hooks')
+    expect(page.status).toBe(200)
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'")
+    expect(page.headers.get('content-security-policy')).toContain("form-action 'self'")
+    expect(page.headers.get('cache-control')).toBe('no-store')
+    expect(page.text).not.toMatch(/<script|<link|https?:\/\/(?!127)/)
+  })
+
+  it('refuses a form without a valid CSRF token, from another company, or too old, and changes nothing', async () => {
+    const fields = { name: 'x', code: 'x', trigger: 'create-edit-delete-user', url: 'https://example.com/h', isActive: 'true' }
+    expect((await post('/admin/hooks/new', fields)).status).toBe(403)
+    expect((await post('/admin/hooks/new', { ...fields, _csrf: 'nope' })).status).toBe(403)
+    expect((await post('/admin/hooks/new', { ...fields, _csrf: await token('b') })).status).toBe(403)
+    const old = createCsrf({ secret: 'test-secret', now: () => Date.now() - 13 * 3_600_000 })
+    expect((await post('/admin/hooks/new', { ...fields, _csrf: await old.issue(COMPANY) })).status).toBe(403)
+    expect((await hooks.registry.list(COMPANY)).count).toBe(0)
+    const created = await post('/admin/hooks/new', { ...fields, _csrf: await token() })
+    expect(created.status).toBe(303)
+    expect(created.location).toMatch(/^\/admin\/hooks\/w\/[0-9a-f]{24}\?done=created&show=secret$/)
+  })
+
+  it('shows validation errors beside their fields and keeps what was typed', async () => {
+    const res = await post('/admin/hooks/new', {
+      _csrf: await token(), name: '', code: 'Bad Code', trigger: 'create-edit-delete-task', url: 'http://169.254.169.254/', 'context.taskGroup': 'not-an-id',
+    })
+    expect(res.status).toBe(400)
+    expect(res.text).toMatch(/id="code-error"[^>]*>code: only lowercase letters, digits and underscores/)
+    expect(res.text).toMatch(/id="name-error"[^>]*>name: /)
+    expect(res.text).toMatch(/id="context.taskGroup-error"[^>]*>context.taskGroup: /)
+    expect(res.text).toContain('value="Bad Code"')
+    expect(res.text).toContain('value="http://169.254.169.254/"')
+    // Rules checked after the shapes (a context field the trigger does not use, an unsafe URL) show beside their fields too.
+    const later = await post('/admin/hooks/new', {
+      _csrf: await token(), name: 'n', code: 'later', trigger: 'create-edit-delete-user', url: 'http://169.254.169.254/', 'context.taskGroup': TASK_GROUP,
+    })
+    expect(later.status).toBe(400)
+    expect(later.text).toMatch(/id="context.taskGroup-error"[^>]*>context.taskGroup: /)
+    const unsafe = await post('/admin/hooks/new', { _csrf: await token(), name: 'n', code: 'later', trigger: 'create-edit-delete-user', url: 'http://169.254.169.254/' })
+    expect(unsafe.text).toMatch(/id="url-error"[^>]*>url: 169.254.169.254 is a link-local address/)
+    expect((await hooks.registry.list(COMPANY)).count).toBe(0)
+  })
+
+  it('scopes every page to the company: another company\'s webhook and deliveries are 404', async () => {
+    const { webhook } = await hooks.registry.create(OTHER_COMPANY, taskWebhook('https://example.com/other'))
+    const mine = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/mine'))
+    const { deliveries } = await hooks.emit(taskEvent(1, OTHER_COMPANY))
+    const csrf = await token()
+    for (const path of [`/admin/hooks/w/${webhook._id}`, `/admin/hooks/w/${webhook._id}/edit`, `/admin/hooks/w/${mine.webhook._id}/d/${deliveries[0]!.id}`, `/admin/hooks/w/${webhook._id}/d/${deliveries[0]!.id}`, '/admin/hooks/w/not-an-id']) {
+      const res = await get(path)
+      expect(res.status, path).toBeGreaterThanOrEqual(400)
+      expect(res.status, path).toBeLessThan(500)
+      expect(res.text).not.toContain('https://example.com/other')
+    }
+    for (const action of ['active', 'rotate', 'test', 'edit']) {
+      const res = await post(`/admin/hooks/w/${webhook._id}/${action}`, { _csrf: csrf, isActive: 'false', name: 'taken' })
+      expect(res.status, action).toBe(404)
+    }
+    expect(await hooks.registry.get(OTHER_COMPANY, webhook._id)).toEqual(webhook)
+    expect((await get('/admin/hooks')).text).not.toContain('https://example.com/other')
+  })
+
+  it('filters the list by trigger and state, and pages', async () => {
+    for (let i = 0; i < 3; i++) await hooks.registry.create(COMPANY, taskWebhook(`https://example.com/t${i}`, { code: `task_${i}`, isActive: i !== 2 }))
+    await hooks.registry.create(COMPANY, { name: 'Users', code: 'users', trigger: 'create-edit-delete-user', url: 'https://example.com/u' })
+    const rows = (html: string) => html.match(/<tr><td><a /g)?.length ?? 0
+    expect(rows((await get('/admin/hooks')).text)).toBe(4)
+    expect(rows((await get('/admin/hooks?trigger=create-edit-delete-task')).text)).toBe(3)
+    expect(rows((await get('/admin/hooks?trigger=create-edit-delete-task&active=false')).text)).toBe(1)
+    expect(rows((await get('/admin/hooks?trigger=nonsense&active=maybe&page=-4')).text)).toBe(4)
+  })
+
+  it('edits with the version it read: a stale form says so instead of overwriting', async () => {
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/e'))
+    const form = (await get(`/admin/hooks/w/${webhook._id}/edit`)).text
+    expect(form).toMatch(/name="code" value="[^"]+" readonly/)
+    await hooks.registry.update(COMPANY, webhook._id, { name: 'changed elsewhere' })
+    const fields = { _csrf: csrfOf(form), __v: '0', name: 'mine', code: 'hijack', trigger: webhook.trigger, url: webhook.url, isActive: 'true', 'context.taskGroup': '' }
+    const stale = await post(`/admin/hooks/w/${webhook._id}/edit`, fields)
+    expect(stale.status).toBe(409)
+    expect(stale.text).toContain('Someone else saved this webhook meanwhile')
+    const fresh = await post(`/admin/hooks/w/${webhook._id}/edit`, { ...fields, __v: '1' })
+    expect(fresh.status).toBe(303)
+    expect(await hooks.registry.get(COMPANY, webhook._id)).toMatchObject({ name: 'mine', code: webhook.code, __v: 2 })
+  })
+
+  it('recovers failed deliveries since a UTC time from the form', async () => {
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/r'))
+    const { deliveries } = await hooks.emit(taskEvent(1))
+    const claimed = await hooks.store.claim({ now: Date.now(), limit: 1, leaseMs: 60_000, owner: 't', ordered: true })
+    await hooks.store.settle(claimed[0]!.lease, { now: Date.now(), state: 'failed', response: 'down', attempt: { at: new Date().toISOString(), status: 500, durationMs: 1 } })
+    const page = (await get(`/admin/hooks/w/${webhook._id}`)).text
+    const res = await post(`/admin/hooks/w/${webhook._id}/recover`, { _csrf: csrfOf(page), since: new Date(Date.now() - 60_000).toISOString().slice(0, 16) })
+    expect(res.location).toBe(`/admin/hooks/w/${webhook._id}?done=recovered&n=1`)
+    expect((await get(res.location!)).text).toContain('1 failed delivery queued again.')
+    const bad = await post(`/admin/hooks/w/${webhook._id}/recover`, { _csrf: csrfOf(page), since: 'last tuesday' })
+    expect(bad.status).toBe(400)
+    expect(bad.text).toContain('since: must be an ISO 8601 timestamp')
+    expect(deliveries).toHaveLength(1)
+  })
+
+  it('redirects a trailing slash to its page, never off-site', async () => {
+    expect((await app.request('/admin/hooks/', { headers: { 'x-session': 'a' } })).headers.get('location')).toBe('/admin/hooks')
+    const odd = await app.request('/admin/hooks//evil.example/', { headers: { 'x-session': 'a' } })
+    expect(odd.headers.get('location') ?? '').not.toMatch(/^\/\//)
+    expect((await get('/admin/hooks/nowhere')).status).toBe(404)
+  })
+})
+
+describe('OpenAPI document', () => {
+  it('is served by webhookApi without credentials and covers every route with the schemas', async () => {
+    const res = await app.request('/api/v3/webhook/openapi.json')
+    expect(res.status).toBe(200)
+    const doc = (await res.json()) as ReturnType<typeof openApiDocument>
+    expect(doc.openapi).toBe('3.1.0')
+    const operations = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
+    expect(operations.sort()).toEqual([
+      'GET /webhook/subscription', 'GET /webhook/subscription/logs/{id}', 'GET /webhook/subscription/{id}', 'GET /webhook/subscription/{id}/health',
+      'GET /webhook/subscription/{id}/secret', 'PATCH /webhook/subscription/{id}', 'POST /webhook/subscription', 'POST /webhook/subscription/logs/{logId}/resend',
+      'POST /webhook/subscription/{id}/recover', 'POST /webhook/subscription/{id}/secret/rotate', 'POST /webhook/subscription/{id}/test',
+    ])
+    const schemas = (doc.components as { schemas: Record<string, { properties?: Record<string, { pattern?: string; enum?: string[] }>; required?: string[] }> }).schemas
+    expect(schemas.WebhookInput!.required).toEqual(expect.arrayContaining(['name', 'code', 'trigger', 'url']))
+    expect(schemas.WebhookInput!.properties!.code!.pattern).toBe('^[a-z0-9_]+$')
+    expect(schemas.WebhookInput!.properties!.trigger!.enum).toContain('logout-user')
+    expect(schemas.COTWebhookLog!.properties).toHaveProperty('attempts')
+    expect(JSON.stringify(doc)).not.toMatch(/whsec_[A-Za-z0-9+/]{20,}/)
+    // Every route the document names answers (not 404) on the real API.
+    for (const operation of operations) {
+      const [method, path] = operation.split(' ') as [string, string]
+      const concrete = path.replace(/\{[a-zA-Z]+\}/, '625be93a286ef83c1c0e0000')
+      const answer = await app.request(`/api/v3${concrete}`, { method, headers: { 'content-type': 'application/json' }, body: method === 'GET' ? null : '{}' })
+      const body = await answer.text()
+      expect(body === '404 Not Found', `${operation} has no route`).toBe(false)
+    }
+  })
+})
