@@ -1,8 +1,10 @@
+import { LRUCache } from 'lru-cache'
+
 /**
  * A circuit breaker per webhook, in process. After `failureThreshold` failed attempts in a row the
- * circuit opens: the webhook's deliveries are handed back to the store, due when it closes, instead
+ * circuit opens: the webhook's deliveries are handed back to the store, due after it closes, instead
  * of holding send slots on an endpoint that is down. When the cool-down ends one probe attempt goes
- * through (half-open): success closes the circuit, failure opens it again for twice as long.
+ * through (half-open): its success closes the circuit, its failure opens it again for twice as long.
  */
 
 /** Options of the breaker. */
@@ -30,87 +32,97 @@ interface Circuit {
 
 /** The breaker's handle. */
 export interface CircuitBreaker {
-  /** May an attempt to this webhook start now? A probe must report back with `success` or `failure`. */
+  /** May an attempt to this webhook start now? A probe must report back with `success`, `failure` or `abandon`. */
   admit(webhookId: string, now: number): Admission
-  /** An attempt succeeded; resolves `true` when that closed an open circuit. */
-  success(webhookId: string): boolean
+  /** An attempt succeeded; returns `true` when that closed an open circuit. */
+  success(webhookId: string, probe: boolean): boolean
   /** An attempt failed; returns the time the circuit stays open until, when this opened it. */
-  failure(webhookId: string, now: number): number | undefined
+  failure(webhookId: string, now: number, probe: boolean): number | undefined
   /** An admitted probe ended without an attempt (deferred, or the run stopped). */
   abandon(webhookId: string): void
+  /** Forgets a webhook's circuit (its URL changed, or it was turned on again). */
+  reset(webhookId: string): void
   /** The circuit's state now. */
   state(webhookId: string, now: number): { state: CircuitState; failures: number; openUntil?: number }
 }
 
-// While a probe is out, the others look again after this long.
-const PROBE_WAIT_MS = 1_000
-// Circuits kept at most: the idle, closed ones are dropped first.
+/** Options the engine adds. */
+export interface CircuitRuntime {
+  /** How long an attempt may take: the others wait this long for a probe out. */
+  attemptMs: number
+  /** Spreads hand-backs so a circuit's deliveries do not all come due at once. Default Math.random. */
+  random?: () => number
+}
+
+// Circuits kept at most; the least recently used go first.
 const MAX_CIRCUITS = 100_000
 
 /**
- * Creates the breaker; `false` options make one that always admits.
+ * Creates the breaker; `false` makes one that always admits.
  *
  * @example
  * ```ts
- * const breaker = createCircuitBreaker({ failureThreshold: 5 })
+ * const breaker = createCircuitBreaker({ failureThreshold: 5 }, { attemptMs: 15_000 })
  * const admission = breaker.admit(webhookId, Date.now())
  * ```
  */
-export function createCircuitBreaker(options: CircuitBreakerOptions | false = {}): CircuitBreaker {
+export function createCircuitBreaker(options: CircuitBreakerOptions | false = {}, runtime: CircuitRuntime = { attemptMs: 15_000 }): CircuitBreaker {
   const enabled = options !== false
   const config = options || {}
   const threshold = config.failureThreshold ?? 5
   const cooldown = config.cooldownMs ?? 10_000
   const maxCooldown = config.maxCooldownMs ?? 300_000
+  const random = runtime.random ?? Math.random
   if (!Number.isInteger(threshold) || threshold < 1) throw new RangeError(`circuitBreaker.failureThreshold must be a positive integer, not ${threshold}`)
   if (!Number.isInteger(cooldown) || cooldown < 1) throw new RangeError(`circuitBreaker.cooldownMs must be a positive integer, not ${cooldown}`)
   if (!Number.isInteger(maxCooldown) || maxCooldown < cooldown) throw new RangeError(`circuitBreaker.maxCooldownMs must be an integer ≥ cooldownMs, not ${maxCooldown}`)
-  const circuits = new Map<string, Circuit>()
-
-  const get = (id: string): Circuit => {
-    let circuit = circuits.get(id)
-    if (!circuit) {
-      if (circuits.size >= MAX_CIRCUITS) {
-        for (const [key, value] of circuits) if (!value.failures && !value.probing) circuits.delete(key)
-      }
-      circuit = { failures: 0, openUntil: 0, cooldownMs: cooldown, probing: false }
-      circuits.set(id, circuit)
-    }
-    return circuit
-  }
+  const circuits = new LRUCache<string, Circuit>({ max: MAX_CIRCUITS })
+  // A hand-back lands somewhere in the next tenth of the wait (at most a second later), not all at once.
+  const spread = (until: number, now: number) => until + Math.floor(random() * Math.min(1_000, Math.max(1, (until - now) / 10)))
 
   return {
     admit(id, now) {
       if (!enabled) return { ok: true, probe: false }
       const circuit = circuits.get(id)
       if (!circuit || circuit.failures < threshold) return { ok: true, probe: false }
-      if (now < circuit.openUntil) return { ok: false, until: circuit.openUntil }
-      if (circuit.probing) return { ok: false, until: now + PROBE_WAIT_MS }
+      if (now < circuit.openUntil) return { ok: false, until: spread(circuit.openUntil, now) }
+      // Half-open with a probe out: look again once it has had its time.
+      if (circuit.probing) return { ok: false, until: spread(now + runtime.attemptMs, now) }
       circuit.probing = true
       return { ok: true, probe: true }
     },
     success(id) {
       const circuit = circuits.get(id)
       if (!circuit) return false
+      // Any success shows the endpoint answers again; a straggler's success closes it as a probe's would.
       const wasOpen = circuit.failures >= threshold
       circuits.delete(id)
       return enabled && wasOpen
     },
-    failure(id, now) {
+    failure(id, now, probe) {
       if (!enabled) return undefined
-      const circuit = get(id)
-      const wasProbe = circuit.probing
-      circuit.probing = false
+      let circuit = circuits.get(id)
+      if (!circuit) circuits.set(id, (circuit = { failures: 0, openUntil: 0, cooldownMs: cooldown, probing: false }))
       circuit.failures++
-      if (circuit.failures < threshold) return undefined
-      if (wasProbe) circuit.cooldownMs = Math.min(circuit.cooldownMs * 2, maxCooldown)
-      else if (circuit.failures > threshold && now < circuit.openUntil) return undefined // already open (a straggler)
-      circuit.openUntil = now + circuit.cooldownMs
-      return circuit.openUntil
+      if (probe) {
+        // Only the probe's own failure decides the next cool-down.
+        circuit.probing = false
+        circuit.cooldownMs = Math.min(circuit.cooldownMs * 2, maxCooldown)
+        circuit.openUntil = now + circuit.cooldownMs
+        return circuit.openUntil
+      }
+      if (circuit.failures === threshold) {
+        circuit.openUntil = now + circuit.cooldownMs
+        return circuit.openUntil
+      }
+      return undefined // closed and under the threshold, or a straggler of an already open circuit
     },
     abandon(id) {
       const circuit = circuits.get(id)
       if (circuit) circuit.probing = false
+    },
+    reset(id) {
+      circuits.delete(id)
     },
     state(id, now) {
       const circuit = circuits.get(id)

@@ -1,8 +1,9 @@
 import pRetry, { AbortError } from 'p-retry'
 import type { CircuitBreaker } from './circuit-breaker.js'
+import { whenAborted } from './abort-hub.js'
 import { LeaseLostError } from './errors.js'
 import type { HealthTracker } from './health.js'
-import type { DisableReason, HookCaller } from './operator-hooks.js'
+import type { CircuitEvent, DisableReason, HookCaller } from './operator-hooks.js'
 import type { RateLimiter } from './rate-limit.js'
 import type { COTEvent } from './model.js'
 import type { RegistryInternals } from './registry.js'
@@ -68,6 +69,8 @@ export interface DeliverContext {
 // Renew the lease before sending when less than the attempt's timeout and this margin is left
 // (or half the slack between lease and timeout, for short leases).
 const RENEW_MARGIN_MS = 1_000
+// A delivery that waited its lease's worth for a full host is handed back and looked at again this soon.
+const HOST_RETRY_MS = 1_000
 
 class FailedAttempt extends Error {
   constructor(readonly result: AttemptResult) {
@@ -125,6 +128,13 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     throw new Settled()
   }
 
+  // A circuit opened by the last attempt, told once that attempt is in the store.
+  let opened: CircuitEvent | undefined
+  const tellOpened = () => {
+    if (opened) ctx.hook('circuit', opened)
+    opened = undefined
+  }
+
   /** One attempt: settles success and final outcomes itself, throws FailedAttempt for a retryable one. */
   const attempt = async (): Promise<void> => {
     // Read on every attempt: a webhook deactivated or moved meanwhile is honoured (cached until a write).
@@ -137,8 +147,19 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     if (!admission.ok) return defer(admission.until)
     let reported = false
     try {
-      const rate = ctx.limiter.acquire(target.webhook, ctx.now())
+      const rate = ctx.limiter.take(target.webhook, ctx.now())
       if (!rate.ok) return await defer(rate.until)
+      let release = ctx.limiter.trySlot(target.webhook.url)
+      if (!release) {
+        // The host is full: wait in line without a send slot, as long as the lease leaves time to send.
+        ctx.waiting(1)
+        try {
+          release = await ctx.limiter.waitSlot(target.webhook.url, leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS, ctx.signal)
+        } finally {
+          ctx.waiting(-1)
+        }
+        if (!release) return await defer(ctx.now() + HOST_RETRY_MS)
+      }
       let result: AttemptResult
       try {
         result = await ctx.sends(async () => {
@@ -157,24 +178,27 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
           })
         })
       } finally {
-        rate.release()
+        release()
       }
       made++
       lastResponse = result.response
       reported = true
       if (result.outcome === 'success') {
-        if (ctx.breaker.success(delivery.webhookId)) ctx.hook('circuit', { company: delivery.company, webhookId: delivery.webhookId, state: 'closed' })
+        const closed = ctx.breaker.success(delivery.webhookId, admission.probe)
         ctx.health.succeeded(delivery.webhookId, ctx.now())
         await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
+        if (closed) ctx.hook('circuit', { company: delivery.company, webhookId: delivery.webhookId, state: 'closed' })
         if (made > 1) ctx.hook('deliveryRecovered', { ...ref, attempts: made })
         return
       }
-      const openUntil = ctx.breaker.failure(delivery.webhookId, ctx.now())
-      if (openUntil !== undefined) ctx.hook('circuit', { company: delivery.company, webhookId: delivery.webhookId, state: 'open', until: openUntil })
+      const openUntil = ctx.breaker.failure(delivery.webhookId, ctx.now(), admission.probe)
+      // Told after the attempt is recorded (by `failed` below, or here for a 410).
+      if (openUntil !== undefined) opened = { company: delivery.company, webhookId: delivery.webhookId, state: 'open', until: openUntil }
       ctx.health.attemptFailed(delivery.webhookId, ctx.now())
       if (result.outcome === 'gone') {
         // 410: the receiver says the subscription is over. Record, stop, and turn the webhook off.
         await settle({ state: 'failed', attempt: result.attempt, response: result.response })
+        tellOpened()
         ctx.hook('attemptFailed', { ...ref, attempt: result.attempt, attemptNumber: made, willRetry: false })
         ctx.hook('deliveryExhausted', { ...ref, attempts: made, response: result.response })
         await ctx.disable(delivery.company, delivery.webhookId, 'gone')
@@ -192,6 +216,7 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     const { attempt: record, response, retryAfterMs } = error.result
     if (made >= maxAttempts) {
       await settle({ state: 'failed', attempt: record, response })
+      tellOpened()
       ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: false })
       ctx.hook('deliveryExhausted', { ...ref, attempts: made, response })
       const disable = ctx.health.exhausted(delivery.webhookId, ctx.now())
@@ -203,10 +228,12 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     const due = ctx.now() + delay
     if (delay > ctx.maxInProcessDelayMs) {
       await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due })
+      tellOpened()
       ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: true })
       throw new Settled()
     }
     await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
+    tellOpened()
     ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: true })
     leaseUntil = due + ctx.leaseMs
     ctx.waiting(1)
@@ -274,32 +301,16 @@ async function settleQuietly(work: Promise<void>): Promise<void> {
   }
 }
 
-// One abort listener per signal, waking every sleeper: hundreds of runs may wait at once, and a
-// listener each would trip Node's "possible EventTarget memory leak" warning.
-const sleepers = new WeakMap<AbortSignal, Set<() => void>>()
-
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason)
-    let waiting = sleepers.get(signal)
-    if (!waiting) {
-      const set = new Set<() => void>()
-      waiting = set
-      sleepers.set(signal, set)
-      signal.addEventListener('abort', () => {
-        for (const wake of [...set]) wake()
-      }, { once: true })
-    }
-    const set = waiting
-    const onAbort = () => {
-      clearTimeout(timer)
-      set.delete(onAbort)
-      reject(signal.reason)
-    }
     const timer = setTimeout(() => {
-      set.delete(onAbort)
+      off()
       resolve()
     }, ms)
-    set.add(onAbort)
+    const off = whenAborted(signal, () => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    })
   })
 }

@@ -207,7 +207,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   }
   checkUrlPolicy(urlPolicy)
   const maxEventBytes = positiveInteger('maxEventBytes', options.maxEventBytes ?? 262_144)
-  const breaker = createCircuitBreaker(options.circuitBreaker ?? {})
+  const breaker = createCircuitBreaker(options.circuitBreaker ?? {}, { attemptMs: timeoutMs })
   const limiter = createRateLimiter(options.rateLimit)
   const health = createHealthTracker(options.health)
   const hook = hookCaller(options.on ?? {}, onError)
@@ -227,17 +227,21 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     ...(options.secretOverlapMs === undefined ? {} : { secretOverlapMs: nonNegativeInteger('secretOverlapMs', options.secretOverlapMs) }),
-    onChange: (company, id) => {
+    onChange: (company, id, { before, after }) => {
       matcher.invalidate(company)
-      // A written webhook (new URL, turned on again) starts with a clean slate.
-      health.reset(id)
-      breaker.success(id)
+      // A new endpoint, or one turned on again, starts with a clean slate; other edits (a description,
+      // a rotated secret) keep the counts, so they cannot be used to dodge the circuit or the health rule.
+      if (before && (before.url !== after.url || (!before.isActive && after.isActive))) {
+        health.reset(id)
+        breaker.reset(id)
+      }
     },
   })
   const disable = async (company: string, webhookId: string, reason: DisableReason) => {
     const seen = health.get(webhookId)
-    await registry.deactivate(company, webhookId)
-    hook('webhookDisabled', { company, webhookId, reason, consecutiveFailures: seen.consecutiveFailures, failingSince: seen.failingSince })
+    if (await registry.deactivate(company, webhookId)) {
+      hook('webhookDisabled', { company, webhookId, reason, consecutiveFailures: seen.consecutiveFailures, failingSince: seen.failingSince })
+    }
   }
   const eventBytes = (event: COTEvent): string => {
     const json = JSON.stringify(event)

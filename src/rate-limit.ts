@@ -1,10 +1,13 @@
+import { LRUCache } from 'lru-cache'
+import { whenAborted } from './abort-hub.js'
 import type { COTWebhook } from './model.js'
 
 /**
- * Rate limits, in process: a token bucket per webhook (deliveries per second) and a cap on requests
- * in flight per receiver host, so one slow or chatty customer cannot take every send slot. A
- * delivery over a limit is handed back to the store, due when the limit allows it, without using up
- * an attempt and without holding a slot while it waits.
+ * Rate limits, in process: a token bucket per webhook (attempts per second) and a cap on requests in
+ * flight per receiver host, so one slow or chatty customer cannot take every send slot. A delivery
+ * over its webhook's rate is handed back to the store, due when a token is there, without using an
+ * attempt. A delivery whose host is full waits in line for a slot (without holding a send slot) as
+ * long as its lease allows, and is handed back only past that.
  */
 
 /** Options of the limits; all are off by default. */
@@ -20,18 +23,22 @@ export interface RateLimitOptions {
   hostConcurrency?: number
 }
 
-/** What `acquire` decides: go (and `release` when the request ends), or wait until `until`. */
-export type RateAdmission = { ok: true; release: () => void } | { ok: false; until: number; reason: string }
-
 /** The limiter's handle. */
 export interface RateLimiter {
-  /** Takes a token of the webhook and a slot of its host, or says when to look again. */
-  acquire(webhook: COTWebhook, now: number): RateAdmission
+  /** Takes a token of the webhook's bucket, or says when one will be there. */
+  take(webhook: COTWebhook, now: number): { ok: true } | { ok: false; until: number }
+  /** A slot of the URL's host now (call the function to give it back), or `undefined` when it is full. */
+  trySlot(url: string): (() => void) | undefined
+  /** Waits in line for a slot of the URL's host; `undefined` after `maxWaitMs` or on abort. */
+  waitSlot(url: string, maxWaitMs: number, signal: AbortSignal): Promise<(() => void) | undefined>
 }
 
-// A full host is looked at again after this long (a slot frees when any request to it ends).
-const HOST_WAIT_MS = 250
 const MAX_BUCKETS = 100_000
+
+interface Host {
+  active: number
+  waiters: Array<(release: (() => void) | undefined) => void>
+}
 
 /**
  * Creates the limiter.
@@ -39,7 +46,7 @@ const MAX_BUCKETS = 100_000
  * @example
  * ```ts
  * const limiter = createRateLimiter({ perSecond: 10, hostConcurrency: 4 })
- * const admission = limiter.acquire(webhook, Date.now())
+ * if (limiter.take(webhook, Date.now()).ok) { const release = limiter.trySlot(webhook.url); … }
  * ```
  */
 export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
@@ -49,53 +56,81 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   if (hostConcurrency !== undefined && !(Number.isInteger(hostConcurrency) && hostConcurrency >= 1)) {
     throw new RangeError(`rateLimit.hostConcurrency must be a positive integer, not ${hostConcurrency}`)
   }
-  const buckets = new Map<string, { tokens: number; at: number }>()
-  const hosts = new Map<string, number>()
+  const buckets = new LRUCache<string, { tokens: number; at: number }>({ max: MAX_BUCKETS })
+  const hosts = new Map<string, Host>()
 
   const rateOf = (webhook: COTWebhook): number | undefined => {
     const rate = typeof perSecond === 'function' ? perSecond(webhook) : perSecond
     return rate !== undefined && rate > 0 && Number.isFinite(rate) ? rate : undefined
   }
 
+  // A slot's release hands it straight to the next in line, or frees it.
+  const releaser = (key: string, host: Host) => {
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const next = host.waiters.shift()
+      if (next) return next(releaser(key, host))
+      host.active--
+      if (host.active === 0 && host.waiters.length === 0) hosts.delete(key)
+    }
+  }
+
+  const hostEntry = (url: string): [string, Host] => {
+    const key = hostOf(url)
+    let host = hosts.get(key)
+    if (!host) hosts.set(key, (host = { active: 0, waiters: [] }))
+    return [key, host]
+  }
+
   return {
-    acquire(webhook, now) {
-      let host: string | undefined
-      if (hostConcurrency !== undefined) {
-        host = hostOf(webhook.url)
-        if ((hosts.get(host) ?? 0) >= hostConcurrency) {
-          return { ok: false, until: now + HOST_WAIT_MS, reason: `${host} has ${hostConcurrency} requests in flight` }
-        }
-      }
+    take(webhook, now) {
       const rate = rateOf(webhook)
-      if (rate !== undefined) {
-        const size = burst ?? Math.max(1, rate)
-        let bucket = buckets.get(webhook._id)
-        if (!bucket) {
-          if (buckets.size >= MAX_BUCKETS) buckets.clear()
-          bucket = { tokens: size, at: now }
-          buckets.set(webhook._id, bucket)
+      if (rate === undefined) return { ok: true }
+      const size = burst ?? Math.max(1, rate)
+      let bucket = buckets.get(webhook._id)
+      if (!bucket) buckets.set(webhook._id, (bucket = { tokens: size, at: now }))
+      bucket.tokens = Math.min(size, bucket.tokens + ((now - bucket.at) * rate) / 1000)
+      bucket.at = now
+      if (bucket.tokens < 1) return { ok: false, until: now + Math.ceil(((1 - bucket.tokens) * 1000) / rate) }
+      bucket.tokens -= 1
+      return { ok: true }
+    },
+
+    trySlot(url) {
+      if (hostConcurrency === undefined) return () => {}
+      const [key, host] = hostEntry(url)
+      if (host.active >= hostConcurrency || host.waiters.length) return undefined
+      host.active++
+      return releaser(key, host)
+    },
+
+    waitSlot(url, maxWaitMs, signal) {
+      const [key, host] = hostEntry(url)
+      return new Promise((resolve) => {
+        if (maxWaitMs <= 0 || signal.aborted) return resolve(undefined)
+        const leave = () => {
+          const at = host.waiters.indexOf(take)
+          if (at >= 0) host.waiters.splice(at, 1)
+          if (host.active === 0 && host.waiters.length === 0) hosts.delete(key)
+          resolve(undefined)
         }
-        bucket.tokens = Math.min(size, bucket.tokens + ((now - bucket.at) * rate) / 1000)
-        bucket.at = now
-        if (bucket.tokens < 1) {
-          return { ok: false, until: now + Math.ceil(((1 - bucket.tokens) * 1000) / rate), reason: `over ${rate} per second` }
+        const timer = setTimeout(() => {
+          off()
+          leave()
+        }, maxWaitMs)
+        const off = whenAborted(signal, () => {
+          clearTimeout(timer)
+          leave()
+        })
+        const take = (release: (() => void) | undefined) => {
+          clearTimeout(timer)
+          off()
+          resolve(release)
         }
-        bucket.tokens -= 1
-      }
-      if (host === undefined) return { ok: true, release: () => {} }
-      const key = host
-      hosts.set(key, (hosts.get(key) ?? 0) + 1)
-      let released = false
-      return {
-        ok: true,
-        release: () => {
-          if (released) return
-          released = true
-          const left = (hosts.get(key) ?? 1) - 1
-          if (left <= 0) hosts.delete(key)
-          else hosts.set(key, left)
-        },
-      }
+        host.waiters.push(take)
+      })
     },
   }
 }

@@ -70,8 +70,8 @@ export interface DeliveryTarget {
 export interface RegistryInternals extends Registry {
   /** The webhook and keys an attempt uses, cached until the next write to it. */
   target(company: string, id: string): Promise<DeliveryTarget | undefined>
-  /** Turns a webhook off for the engine's own reasons (a 410), whatever its version. */
-  deactivate(company: string, id: string): Promise<void>
+  /** Turns a webhook off for the engine's own reasons (a 410), whatever its version; `false` if it was off already (or gone). */
+  deactivate(company: string, id: string): Promise<boolean>
   /** Drops a cached delivery target (another process wrote the webhook), or all of them. */
   forget(id?: string): void
 }
@@ -83,7 +83,7 @@ export interface RegistryOptions {
   /** The URL policy applied at create and update. */
   urlPolicy: UrlPolicy
   /** Called after every write, so caches over the registry can drop what they hold. */
-  onChange: (company: string, id: string) => void
+  onChange: (company: string, id: string, change: { before?: COTWebhook; after: COTWebhook }) => void
   /** How many delivery targets to keep imported. Default 10 000. */
   cacheSize?: number
   /** Re-read a cached target after this long (other processes may have written it); 0 keeps it until a write. Default 0. */
@@ -140,8 +140,8 @@ const ListOptionsSchema = v.object({
 
 // Concurrent writes without __v are applied one after the other; this bounds how often one retries.
 const MAX_WRITE_RETRIES = 8
-// The current secret and up to this many retiring ones.
-const MAX_SECRETS = 4
+// Retiring secrets kept at most beside the current one.
+const MAX_RETIRING = 3
 
 /**
  * The registry over a store. Used by `createWebhooks`; exported for hosts that only manage webhooks.
@@ -162,9 +162,9 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     ...(options.cacheTtlMs ? { ttl: options.cacheTtlMs } : {}),
   })
 
-  const changed = (company: string, id: string) => {
+  const changed = (company: string, id: string, after: COTWebhook, before?: COTWebhook) => {
     targets.delete(id)
-    onChange(company, id)
+    onChange(company, id, before ? { before, after } : { after })
   }
 
   const load = async (company: string, id: string): Promise<StoredWebhook> => {
@@ -187,7 +187,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       if (expected !== undefined && record.webhook.__v !== expected) throw stale(expected, record.webhook.__v)
       const next = change(record.webhook)
       if (await store.updateWebhook({ webhook: next, secrets: secrets ? secrets(record.secrets) : record.secrets }, record.webhook.__v)) {
-        changed(company, id)
+        changed(company, id, next, record.webhook)
         return next
       }
       if (expected !== undefined || round >= MAX_WRITE_RETRIES) throw stale(expected ?? record.webhook.__v, undefined)
@@ -217,7 +217,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       if (!(await store.insertWebhook({ webhook, secrets: [secret] }))) {
         throw new ConflictError(`code: "${fields.code}" is already used by another webhook of this company`, 'code')
       }
-      changed(company, webhook._id)
+      changed(company, webhook._id, webhook)
       return { webhook, secret }
     },
 
@@ -278,8 +278,17 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
           previousExpiresAt = at + overlapMs
           const current = currentSecret({ webhook: undefined as never, secrets })
           const retiring = secrets.slice(1).filter((entry): entry is RetiringSecret => typeof entry !== 'string' && entry.expiresAt > at)
-          // At most a few old secrets: a rotation loop cannot grow the signature header without bound.
-          return [secret, ...(overlapMs > 0 ? [{ secret: current, expiresAt: previousExpiresAt }] : []), ...retiring].slice(0, MAX_SECRETS)
+          const next = overlapMs > 0 ? [{ secret: current, expiresAt: previousExpiresAt }, ...retiring] : retiring
+          // Every request carries a signature per valid secret: a rotation loop must not grow that without
+          // bound, and dropping a secret before the end of the overlap it was promised would break receivers.
+          if (next.length > MAX_RETIRING) {
+            const soonest = new Date(Math.min(...retiring.map((r) => r.expiresAt))).toISOString()
+            throw new ConflictError(
+              `secret: ${retiring.length} earlier secrets are still within their overlap (the first ends at ${soonest}); rotate after that, or with overlapMs: 0 to retire the current one at once`,
+              'secret',
+            )
+          }
+          return [secret, ...next]
         },
       )
       return { secret, previousExpiresAt }
@@ -312,13 +321,21 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
 
     async deactivate(company, id) {
       try {
-        await write(company, id, (current) => ({ ...current, isActive: false, __v: current.__v + 1 }))
+        await write(company, id, (current) => {
+          // Two runs may decide to turn it off at once: only the first write counts.
+          if (!current.isActive) throw new AlreadyInactive()
+          return { ...current, isActive: false, __v: current.__v + 1 }
+        })
+        return true
       } catch (error) {
-        if (!(error instanceof NotFoundError)) throw error
+        if (error instanceof NotFoundError || error instanceof AlreadyInactive) return false
+        throw error
       }
     },
   }
 }
+
+class AlreadyInactive extends Error {}
 
 /**
  * Checks an id argument (`company`, `id`), reporting it under its own name.

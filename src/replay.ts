@@ -1,5 +1,5 @@
 import * as v from 'valibot'
-import { ConflictError, NotFoundError } from './errors.js'
+import { ConflictError, NotFoundError, ValidationError } from './errors.js'
 import { plainObject, type COTEvent, type COTWebhook } from './model.js'
 import { objectId } from './object-id.js'
 import { objectIdArgument, type RegistryInternals } from './registry.js'
@@ -34,13 +34,20 @@ export interface ReplayResult {
 export interface RecoverOptions {
   /** Failed deliveries created at or after this time (a Date, ISO 8601 text or epoch ms) are sent again. */
   since: Date | string | number
+  /**
+   * ...and before this time. Default: now. Pass back the `until` a first call answered, so the
+   * deliveries that call queued (themselves new, and perhaps failing) are not recovered again.
+   */
+  until?: Date | string | number
   /** At most this many per call, oldest first (1–1000). Default 1000. */
   limit?: number
 }
 
 /** What `recover` queued, and where to start the next call if it stopped at `limit`. */
 export interface RecoverResult extends ReplayResult {
-  /** Set when more failed deliveries remain: pass it as `since` to recover the rest. */
+  /** The end of the window this call looked at (ISO 8601): pass it back as `until` with `nextSince`. */
+  until: string
+  /** Set when more failed deliveries remain: call again with it as `since` (and the same `until`). */
   nextSince?: string
 }
 
@@ -50,15 +57,23 @@ export interface TestEventOptions {
   data?: Record<string, unknown> | null
 }
 
+export const TimeSchema = v.union(
+  [
+    v.pipe(
+      v.string(),
+      v.isoTimestamp('must be an ISO 8601 timestamp'),
+      // isoTimestamp accepts offsets such as +05 that Date cannot read.
+      v.check((text) => Number.isFinite(Date.parse(text)), 'must be an ISO 8601 timestamp with a full offset (Z or +hh:mm)'),
+    ),
+    v.pipe(v.number(), v.integer('must be an integer (epoch ms)'), v.minValue(0, 'must be at least 0')),
+    v.pipe(v.date(), v.check((date) => Number.isFinite(date.getTime()), 'must be a valid Date')),
+  ],
+  'must be an ISO 8601 timestamp, epoch milliseconds or a Date',
+)
+
 export const RecoverSchema = plainObject(v.object({
-  since: v.union(
-    [
-      v.pipe(v.string(), v.isoTimestamp('must be an ISO 8601 timestamp')),
-      v.pipe(v.number(), v.integer('must be an integer (epoch ms)'), v.minValue(0, 'must be at least 0')),
-      v.date(),
-    ],
-    'must be an ISO 8601 timestamp, epoch milliseconds or a Date',
-  ),
+  since: TimeSchema,
+  until: v.optional(TimeSchema),
   limit: v.optional(v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'), v.maxValue(1000, 'must be at most 1000')), 1000),
 }), 'must be an object { since, limit? }')
 
@@ -68,6 +83,8 @@ export const TestSchema = plainObject(
 )
 
 const PAGE = 100
+// Rows one recover call reads at most (the logs are listed newest first, so the window is read whole).
+const MAX_SCANNED = 20_000
 
 async function activeWebhook(ctx: ReplayContext, company: string, webhookId: string): Promise<COTWebhook> {
   const webhook = await ctx.registry.get(company, webhookId)
@@ -113,24 +130,41 @@ export async function resend(ctx: ReplayContext, company: string, deliveryId: st
  * ```
  */
 export async function recover(ctx: ReplayContext, company: string, webhookId: string, options: RecoverOptions): Promise<RecoverResult> {
-  const { since, limit } = parse(RecoverSchema, options, 'recover options')
-  const from = since instanceof Date ? since.getTime() : typeof since === 'number' ? since : Date.parse(since)
+  const { since, until, limit } = parse(RecoverSchema, options, 'recover options')
+  const from = epoch(since)
+  const to = until === undefined ? ctx.now() : epoch(until)
   await activeWebhook(ctx, company, webhookId)
-  // Pages are newest first: collect back to `since`, then send oldest first.
-  const failed: Delivery[] = []
+  // Pages are newest first: read back to `since`, then send oldest first. A delivery written while
+  // paging shifts the pages, so one may be read twice: keep each id once.
+  const failed = new Map<string, Delivery>()
+  let scanned = 0
   for (let offset = 0; ; offset += PAGE) {
     const page = await ctx.store.listDeliveries(company, webhookId, { limit: PAGE, offset })
-    const inRange = page.items.filter((d) => d.createdAt >= from)
-    failed.push(...inRange.filter((d) => d.state === 'failed'))
-    if (inRange.length < page.items.length || page.items.length < PAGE) break
+    scanned += page.items.length
+    for (const d of page.items) if (d.state === 'failed' && d.createdAt >= from && d.createdAt < to) failed.set(d.id, d)
+    if (page.items.length < PAGE || page.items.some((d) => d.createdAt < from)) break
+    if (scanned >= MAX_SCANNED) {
+      throw ValidationError.field('since', `since: the window holds more than ${MAX_SCANNED} deliveries; recover a shorter one (a later since, or an until)`)
+    }
   }
-  failed.reverse()
-  const chosen = failed.slice(0, limit)
+  const ordered = [...failed.values()].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1))
+  let chosen = ordered.slice(0, limit)
+  const next = ordered[chosen.length]
+  // `nextSince` is a millisecond: never split one between two calls, or its deliveries would be sent twice.
+  if (next && chosen.length && chosen.at(-1)!.createdAt === next.createdAt) {
+    const trimmed = chosen.filter((d) => d.createdAt !== next.createdAt)
+    chosen = trimmed.length ? trimmed : ordered.filter((d) => d.createdAt === next.createdAt)
+  }
   const deliveries: ReplayResult['deliveries'] = []
   for (const original of chosen) deliveries.push(await queue(ctx, webhookId, original.event, original.id))
   if (deliveries.length) ctx.kick()
-  const next = failed[limit]
-  return next ? { deliveries, nextSince: new Date(next.createdAt).toISOString() } : { deliveries }
+  const rest = ordered[chosen.length]
+  const window = new Date(to).toISOString()
+  return rest ? { deliveries, until: window, nextSince: new Date(rest.createdAt).toISOString() } : { deliveries, until: window }
+}
+
+function epoch(time: Date | string | number): number {
+  return time instanceof Date ? time.getTime() : typeof time === 'number' ? time : Date.parse(time)
 }
 
 /**

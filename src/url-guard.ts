@@ -125,6 +125,17 @@ export function privateHostReason(hostname: string, policy: UrlPolicy = {}): str
   return addressReason(host, policy)
 }
 
+// The IPv4 address inside a NAT64 (64:ff9b::/96 and /48 forms) or 6to4 address.
+function embeddedIPv4(address: ipaddr.IPv4 | ipaddr.IPv6, range: string): ipaddr.IPv4 | undefined {
+  if (address.kind() !== 'ipv6') return undefined
+  const bytes = (address as ipaddr.IPv6).toByteArray()
+  // The local-use prefix 64:ff9b:1::/48 puts the IPv4 address around the reserved byte 8 (RFC 6052 §2.2).
+  if (range === 'rfc6052' && bytes[4] === 0 && bytes[5] === 1) return new ipaddr.IPv4([bytes[6]!, bytes[7]!, bytes[9]!, bytes[10]!])
+  if (range === 'rfc6052') return new ipaddr.IPv4(bytes.slice(12, 16))
+  if (range === '6to4') return new ipaddr.IPv4(bytes.slice(2, 6))
+  return undefined
+}
+
 /**
  * Why an IP address (a literal, or what a host name resolved to) is not a public destination under
  * the policy, or `undefined` when it may be connected to. IPv4-mapped IPv6 addresses are judged as
@@ -155,8 +166,10 @@ export function addressReason(ip: string, policy: UrlPolicy = {}): string | unde
   }
   const range = address.range()
   if (range === 'unicast') return undefined
-  if (policy.allowCidrs?.length && cidrsOf(policy.allowCidrs).some(([net, bits]) => net.kind() === address.kind() && address.match(net, bits))) {
-    return undefined
-  }
-  return `${ip} is ${RANGE_WORDS[range] ?? `a special-purpose (${range}) address`}`
+  const words = `${ip} is ${RANGE_WORDS[range] ?? `a special-purpose (${range}) address`}`
+  if (!policy.allowCidrs?.length || !cidrsOf(policy.allowCidrs).some(([net, bits]) => net.kind() === address.kind() && address.match(net, bits))) return words
+  // Allowing a NAT64 or 6to4 prefix allows the gateway, not every IPv4 address behind it: judge the one it carries.
+  const carried = embeddedIPv4(address, range)
+  if (carried && carried.range() !== 'unicast') return `${words} carrying ${carried.toString()}, ${RANGE_WORDS[carried.range()] ?? carried.range()}`
+  return undefined
 }

@@ -69,7 +69,7 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
     const hostname = new URL(req.url).hostname.replace(/^\[|\]$/g, '')
     if (isIP(hostname) !== 0) {
       const reason = addressReason(hostname, policy)
-      if (reason) throw new UnsafeDestinationError(hostname, reason)
+      if (reason) throw new UnsafeDestinationError(hostname, [reason], true)
     } else if (!PINS_LOOKUP && !policy.allowPrivateNetworks) {
       // This runtime's undici ignores `connect.lookup`: vet the name's addresses before the request.
       // The socket resolves again, so this stops names that point inward, not a rebinding in between.

@@ -1,11 +1,14 @@
 import { createWebhooks, type Webhooks, type WebhooksOptions } from 'cotwebhook'
 import { nodeSigner } from './node-signer.js'
 import { nodeTransport } from './node-transport.js'
+import type { Resolver } from './pinned-lookup.js'
 
 /** Options of {@link createNodeWebhooks}: the engine's, plus the pool's size. */
 export interface NodeWebhooksOptions extends Omit<WebhooksOptions, 'transport' | 'fetch'> {
   /** Keep-alive connections per receiver origin. Default: the engine's `concurrency` (32). */
   connections?: number
+  /** The resolver whose answers are vetted and pinned. Default `dns.lookup`. */
+  lookup?: Resolver
 }
 
 /**
@@ -20,13 +23,14 @@ export interface NodeWebhooksOptions extends Omit<WebhooksOptions, 'transport' |
  * ```
  */
 export function createNodeWebhooks(options: NodeWebhooksOptions = {}): Webhooks {
-  const { connections, ...engineOptions } = options
+  const { connections, lookup, ...engineOptions } = options
   const concurrency = engineOptions.concurrency ?? 32
   const transport = nodeTransport({
     connections: connections ?? concurrency,
     // The same destinations the engine's URL policy allows, now enforced on the resolved addresses.
     allowPrivateNetworks: engineOptions.allowPrivateNetworks ?? false,
     ...(engineOptions.allowCidrs ? { allowCidrs: engineOptions.allowCidrs } : {}),
+    ...(lookup ? { lookup } : {}),
   })
   const hooks = createWebhooks({ signer: nodeSigner(), ...engineOptions, concurrency, transport })
   return {

@@ -15,17 +15,24 @@ export type Resolver = (
   callback: (error: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
 ) => void
 
-/** The error a refused destination fails the connection with; its `code` is stable. */
+/**
+ * The error a refused destination fails the connection with; its `code` is stable. For a name, the
+ * message does not say what it resolved to (the log is the tenant's to read, and internal names'
+ * addresses are not theirs to learn); `reasons` has the detail for the operator.
+ */
 export class UnsafeDestinationError extends Error {
   /** `ERR_UNSAFE_DESTINATION`: the sender logs it as a refused attempt, not a network failure. */
   readonly code = 'ERR_UNSAFE_DESTINATION'
   /** The host name (or literal) that was refused. */
   readonly hostname: string
+  /** Why each address was refused. */
+  readonly reasons: string[]
 
-  constructor(hostname: string, reason: string) {
-    super(`${hostname} was not connected to: ${reason}`)
+  constructor(hostname: string, reasons: string[], literal = false) {
+    super(`${hostname} was not connected to: ${literal ? reasons.join('; ') : 'it resolves to no public address'}`)
     this.name = 'UnsafeDestinationError'
     this.hostname = hostname
+    this.reasons = reasons
   }
 }
 
@@ -55,8 +62,7 @@ export function pinnedLookup(policy: UrlPolicy, resolver: Resolver = dnsLookup a
         return !reason
       })
       if (!allowed.length) {
-        const why = refused.length ? refused.join('; ') : 'the name has no address'
-        return callback(new UnsafeDestinationError(hostname, why) as NodeJS.ErrnoException, all ? [] : '')
+        return callback(new UnsafeDestinationError(hostname, refused.length ? refused : ['the name has no address']) as NodeJS.ErrnoException, all ? [] : '')
       }
       if (all) return callback(null, allowed)
       callback(null, allowed[0]!.address, allowed[0]!.family)

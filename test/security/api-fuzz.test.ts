@@ -21,19 +21,24 @@ const ids = { own: '', other: '', log: '', otherLog: '' }
 
 beforeAll(async () => {
   store = memoryStore()
-  hooks = createWebhooks({ store, dispatch: false, allowPrivateNetworks: true, maxEventBytes: 4_096, onError: () => {} })
+  hooks = createWebhooks({ store, dispatch: false, maxEventBytes: 4_096, onError: () => {} })
   app = new Hono()
   app.route('/api/v3', webhookApi(hooks, {
     company: (c) => TOKENS[c.req.header('authorization')?.replace(/^Bearer /, '') ?? ''],
     maxBodyBytes: 8_192,
     onError: (e) => internal.push(e),
   }))
-  const own = await hooks.registry.create(COMPANY, { name: 'a', code: 'a', trigger: 'create-edit-delete-task', url: 'http://127.0.0.1:9/a' })
-  const other = await hooks.registry.create(OTHER_COMPANY, { name: 'b', code: 'b', trigger: 'create-edit-delete-task', url: 'http://127.0.0.1:9/b' })
+  const own = await hooks.registry.create(COMPANY, { name: 'a', code: 'a', trigger: 'create-edit-delete-task', url: 'https://example.com/a' })
+  const other = await hooks.registry.create(OTHER_COMPANY, { name: 'b', code: 'b', trigger: 'create-edit-delete-task', url: 'https://example.com/b' })
   ids.own = own.webhook._id
   ids.other = other.webhook._id
   ids.log = (await hooks.emit(taskEvent(1))).deliveries[0]!.id
   ids.otherLog = (await hooks.emit(taskEvent(2, OTHER_COMPANY))).deliveries[0]!.id
+  // Settle some deliveries failed, so recover and resend have real work to do.
+  for (let n = 3; n < 6; n++) await hooks.emit(taskEvent(n))
+  for (const { lease } of await store.claim({ now: Date.now() + 1, limit: 10, leaseMs: 60_000, owner: 'fuzz', ordered: false })) {
+    await store.settle(lease, { now: Date.now() + 1, state: 'failed', response: 'down', attempt: { at: new Date().toISOString(), status: 500, durationMs: 1 } })
+  }
 })
 afterAll(() => hooks.close())
 

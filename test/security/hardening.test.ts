@@ -315,9 +315,25 @@ describe('secret rotation', () => {
     await expect(hooks.registry.rotateSecret(COMPANY, webhook._id, { secret: 'nope' })).rejects.toThrow('secret: must be whsec_ followed by base64')
     await expect(hooks.registry.rotateSecret(COMPANY, webhook._id, { overlapMs: -1 })).rejects.toThrow('overlapMs: must be at least 0')
     await expect(hooks.registry.rotateSecret(OTHER_COMPANY, webhook._id)).rejects.toThrow(`webhook ${webhook._id} not found`)
-    for (let i = 0; i < 6; i++) await hooks.registry.rotateSecret(COMPANY, webhook._id)
+    // Three rotations within a day leave three secrets in their overlap; a fourth would cut one short.
+    const made = [chosen]
+    for (let i = 0; i < 3; i++) made.push((await hooks.registry.rotateSecret(COMPANY, webhook._id)).secret)
+    await expect(hooks.registry.rotateSecret(COMPANY, webhook._id)).rejects.toThrow(/^secret: 3 earlier secrets are still within their overlap/)
     const stored = await hooks.store.getWebhook(COMPANY, webhook._id)
-    expect(stored!.secrets).toHaveLength(4)
+    expect(stored!.secrets.map((s) => (typeof s === 'string' ? s : s.secret))).toEqual([...made].reverse())
+    // With overlapMs: 0 the current one retires at once, so the set does not grow.
+    const quick = await hooks.registry.rotateSecret(COMPANY, webhook._id, { overlapMs: 0 })
+    expect((await hooks.store.getWebhook(COMPANY, webhook._id))!.secrets.map((s) => (typeof s === 'string' ? s : s.secret))).toEqual([quick.secret, ...made.slice(0, 3).reverse()])
+  })
+
+  it('two rotations at once both take effect: neither secret is lost', async () => {
+    const hooks = engine()
+    const { webhook, secret: first } = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/hook'))
+    const [a, b] = await Promise.all([hooks.registry.rotateSecret(COMPANY, webhook._id), hooks.registry.rotateSecret(COMPANY, webhook._id)])
+    const stored = (await hooks.store.getWebhook(COMPANY, webhook._id))!.secrets.map((s) => (typeof s === 'string' ? s : s.secret))
+    expect(stored).toHaveLength(3)
+    expect(new Set(stored)).toEqual(new Set([a.secret, b.secret, first]))
+    expect((await hooks.registry.get(COMPANY, webhook._id)).__v).toBe(2)
   })
 })
 
@@ -351,15 +367,23 @@ describe('replay', () => {
     }
     r.respond(() => ({ status: 200 }))
     const since = new Date(1_800_000_000_000 + 2_000).toISOString() // deliveries 1..4
+    const originals = (await hooks.logs(COMPANY, webhook._id, { limit: 10 })).reverse().map((l) => l._id)
+    clock += 1 // the window ends before the call (a delivery made in its very millisecond cannot have failed yet)
     const page = await hooks.recover(COMPANY, webhook._id, { since, limit: 3 })
-    expect(page.deliveries.map((d) => d.replayOf)).toHaveLength(3)
+    expect(page.deliveries.map((d) => d.replayOf)).toEqual(originals.slice(1, 4))
     expect(page.nextSince).toBe(new Date(1_800_000_000_000 + 5_000).toISOString())
+    expect(page.until).toBe(new Date(clock).toISOString())
+    // The receiver fails again: this call's own replays fail too, and must not be recovered by the next.
+    r.respond(() => ({ status: 500 }))
     await hooks.drain()
-    const rest = await hooks.recover(COMPANY, webhook._id, { since: page.nextSince! })
-    expect(rest.deliveries).toHaveLength(1)
+    r.respond(() => ({ status: 200 }))
+    clock += 1_000
+    const rest = await hooks.recover(COMPANY, webhook._id, { since: page.nextSince!, until: page.until })
+    expect(rest.deliveries.map((d) => d.replayOf)).toEqual(originals.slice(4, 5))
     expect(rest.nextSince).toBeUndefined()
     await hooks.drain()
     expect(r.requests.slice(5).map((q) => nOf(q.body))).toEqual([1, 2, 3, 4])
+    await expect(hooks.recover(COMPANY, webhook._id, { since: '2000-01-01T00:00:00+05' })).rejects.toThrow('since: must be an ISO 8601 timestamp with a full offset')
     await expect(hooks.recover(COMPANY, webhook._id, { since: 'yesterday' })).rejects.toThrow('invalid recover options: since: must be an ISO 8601 timestamp')
     await expect(hooks.recover(COMPANY, webhook._id, { since: true as never })).rejects.toThrow('since: must be an ISO 8601 timestamp, epoch milliseconds or a Date')
     await expect(hooks.recover(COMPANY, webhook._id, { since: 0, limit: 1001 })).rejects.toThrow('limit: must be at most 1000')

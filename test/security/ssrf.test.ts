@@ -166,6 +166,15 @@ describe(`SSRF: ${REFUSED.length + REFUSED_BY_RULE.length} refused URLs, none re
     } finally {
       await hooks.close()
     }
+    // Allowing a NAT64 or 6to4 gateway prefix does not allow the private addresses it can carry.
+    const gateway = createWebhooks({ allowCidrs: ['64:ff9b::/96', '2002::/16'], onError: () => {} })
+    try {
+      await gateway.registry.create(COMPANY, { name: 'x', code: 'a', trigger: 'logout-user', url: 'http://[64:ff9b::5db8:d822]/hook' })
+      await expect(gateway.registry.create(COMPANY, { name: 'x', code: 'b', trigger: 'logout-user', url: 'http://[64:ff9b::a9fe:a9fe]/' })).rejects.toThrow(/carrying 169\.254\.169\.254, a link-local address/)
+      await expect(gateway.registry.create(COMPANY, { name: 'x', code: 'c', trigger: 'logout-user', url: 'http://[2002:7f00:1::]/' })).rejects.toThrow(/carrying 127\.0\.0\.1, a loopback address/)
+    } finally {
+      await gateway.close()
+    }
     expect(() => createWebhooks({ allowCidrs: ['10.0.0.0/33'] })).toThrow('allowCidrs[0]: "10.0.0.0/33" is not a CIDR')
     expect(() => nodeTransport({ allowCidrs: ['nope'] })).toThrow('allowCidrs[0]: "nope" is not a CIDR')
   })
@@ -240,7 +249,9 @@ describe('SSRF: DNS answers are vetted and pinned', () => {
     try {
       await expect(transport(transportRequest(`http://loopback.example.com:${port}/hook`))).rejects.toMatchObject({
         code: 'ERR_UNSAFE_DESTINATION',
-        message: 'loopback.example.com was not connected to: 127.0.0.1 is a loopback address',
+        // The log is the tenant's: it says the name points inward, not where (the operator's error has that).
+        message: 'loopback.example.com was not connected to: it resolves to no public address',
+        reasons: ['127.0.0.1 is a loopback address'],
       })
     } finally {
       await transport.close()
@@ -267,54 +278,73 @@ describe('SSRF: DNS answers are vetted and pinned', () => {
     expect(seen).toEqual(['::ffff:127.0.0.2'])
   })
 
-  it('DNS rebinding: a name that answers public when checked and 127.0.0.1 afterwards never reaches the listener', async () => {
-    // 1.2.3.4 is public: the first connection goes there (and fails: this machine has no internet).
-    // Every later answer is 127.0.0.1, as a rebinding attacker's name server would give.
-    const dns = fakeDns({ 'rebind.example.com': [[{ address: '1.2.3.4', family: 4 }], [{ address: '127.0.0.1', family: 4 }]] })
-    const before = connections
-    const transport = nodeTransport({ connections: 1, lookup: dns.resolver, connectTimeoutMs: 300 })
-    const hooks = createWebhooks({
-      transport,
-      timeoutMs: 1_000,
-      retry: { schedule: [10, 10, 10] },
-      circuitBreaker: false,
-      onError: () => {},
-    })
+  it('DNS rebinding: a name that answers an allowed address first and 127.0.0.1 afterwards never reaches 127.0.0.1', async () => {
+    // 127.0.0.2 stands for a public address (allowed by CIDR, and answered by the listener on `::`);
+    // every later answer is 127.0.0.1, as a rebinding attacker's name server would give.
+    const dns = fakeDns({ 'rebind.example.com': [[{ address: '127.0.0.2', family: 4 }], [{ address: '127.0.0.1', family: 4 }]] })
+    const seen: string[] = []
+    const onConnection = (socket: { localAddress?: string }) => seen.push(socket.localAddress ?? '')
+    listener.on('connection', onConnection)
+    const url = `http://rebind.example.com:${port}/hook`
     try {
-      const { webhook } = await hooks.registry.create(COMPANY, {
-        name: 'rebind', code: 'rebind', trigger: 'logout-user', url: `http://rebind.example.com:${port}/hook`,
-      })
+      // Each transport has its own pool, so each request makes a connection and asks DNS again.
+      for (let round = 0; round < 3; round++) {
+        const transport = nodeTransport({ connections: 1, lookup: dns.resolver, allowCidrs: ['127.0.0.2/32'] })
+        try {
+          const outcome = await transport(transportRequest(url)).then(
+            (response) => response.body,
+            (error: { code?: string; message: string }) => `${error.code}: ${error.message}`,
+          )
+          expect(outcome).toBe(round === 0 ? 'reached' : 'ERR_UNSAFE_DESTINATION: rebind.example.com was not connected to: it resolves to no public address')
+        } finally {
+          await transport.close()
+        }
+      }
+    } finally {
+      listener.off('connection', onConnection)
+    }
+    expect(dns.calls).toEqual(['rebind.example.com', 'rebind.example.com', 'rebind.example.com'])
+    // The only connection went to the answer that was vetted with it; the rebinding answer was never dialled.
+    expect(seen).toEqual(['::ffff:127.0.0.2'])
+  })
+
+  it('through the engine: a webhook whose name rebinds inward logs the refusal without the address', async () => {
+    const dns = fakeDns({ 'inward.example.com': [[{ address: '10.1.2.3', family: 4 }]] })
+    const transport = nodeTransport({ connections: 1, lookup: dns.resolver })
+    const hooks = createWebhooks({ transport, retry: { schedule: [] }, onError: () => {} })
+    try {
+      const { webhook } = await hooks.registry.create(COMPANY, { name: 'in', code: 'in', trigger: 'logout-user', url: `http://inward.example.com:${port}/hook` })
       await hooks.emit({ company: COMPANY, type: 'Auth', event: 'logout', data: null })
       await hooks.drain()
       const [log] = await hooks.logs(COMPANY, webhook._id)
-      expect(log!.state).toBe('failed')
-      expect(log!.attempts).toHaveLength(4)
-      // The first attempt went to the public answer; every later one met the rebinding answer and was refused.
-      expect(log!.attempts[0]!.error).not.toMatch(/^unsafe/)
-      for (const attempt of log!.attempts.slice(1)) expect(attempt.error).toMatch(/^unsafe: rebind\.example\.com was not connected to: 127\.0\.0\.1 is a loopback address/)
-      expect(dns.calls.length).toBeGreaterThanOrEqual(2)
+      expect(log!.attempts[0]!.error).toBe('unsafe: inward.example.com was not connected to: it resolves to no public address (ERR_UNSAFE_DESTINATION)')
+      expect(JSON.stringify(log)).not.toContain('10.1.2.3')
     } finally {
       await hooks.close()
       await transport.close()
     }
-    expect(connections - before, 'the rebinding answer was connected to').toBe(0)
   })
 
   it('createNodeWebhooks pins with the engine\'s own policy', async () => {
     const { createNodeWebhooks } = await import('cotwebhook/node')
-    const hooks = createNodeWebhooks({ concurrency: 2, retry: { schedule: [] }, onError: () => {} })
-    const before = connections
+    const dns = fakeDns({ 'inward.example.com': [[{ address: '127.0.0.1', family: 4 }]], 'office.example.com': [[{ address: '127.0.0.2', family: 4 }]] })
+    const hooks = createNodeWebhooks({ concurrency: 2, retry: { schedule: [] }, lookup: dns.resolver, allowCidrs: ['127.0.0.2/32'], onError: () => {} })
+    const seen: string[] = []
+    const onConnection = (socket: { localAddress?: string }) => seen.push(socket.localAddress ?? '')
+    listener.on('connection', onConnection)
     try {
-      // localhost is refused by the URL rules; a public-looking name resolving to loopback is refused at connect.
       await expect(hooks.registry.create(COMPANY, { name: 'x', code: 'x', trigger: 'logout-user', url: `http://localhost:${port}/` })).rejects.toThrow(/loopback name/)
-      const { webhook } = await hooks.registry.create(COMPANY, { name: 'x', code: 'y', trigger: 'logout-user', url: `http://localtest.invalid:${port}/` })
+      const inward = await hooks.registry.create(COMPANY, { name: 'x', code: 'y', trigger: 'logout-user', url: `http://inward.example.com:${port}/` })
+      const office = await hooks.registry.create(COMPANY, { name: 'x', code: 'z', trigger: 'logout-user', url: `http://office.example.com:${port}/` })
       await hooks.emit({ company: COMPANY, type: 'Auth', event: 'logout', data: null })
       await hooks.drain()
-      const [log] = await hooks.logs(COMPANY, webhook._id)
-      expect(log!.attempts[0]!.error).toMatch(/^dns: /)
+      expect((await hooks.logs(COMPANY, inward.webhook._id))[0]!.attempts[0]!.error).toMatch(/^unsafe: inward\.example\.com was not connected to/)
+      expect((await hooks.logs(COMPANY, office.webhook._id))[0]).toMatchObject({ state: 'succeeded', response: 'reached' })
     } finally {
+      listener.off('connection', onConnection)
       await hooks.close()
     }
-    expect(connections - before).toBe(0)
+    // The engine's allowCidrs reached the transport: the allowed name was connected, the inward one never.
+    expect(seen).toEqual(['::ffff:127.0.0.2'])
   })
 })
