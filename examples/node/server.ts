@@ -11,6 +11,8 @@ const { app } = createHostApp({ hooks, tokens })
 
 const server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, (info) => {
   console.log(`host on http://127.0.0.1:${info.port}`)
+  console.log(`  delivery console: http://127.0.0.1:${info.port}/console (sign in at /login with a token below)`)
+  console.log(`  REST API: http://127.0.0.1:${info.port}/api/v3 (OpenAPI: /api/v3/webhook/openapi.json)`)
   for (const [token, company] of Object.entries(tokens)) console.log(`  Authorization: Bearer ${token}  -> company ${company}`)
 })
 
