@@ -1,3 +1,4 @@
+import { Validator } from '@seriousme/openapi-schema-validator'
 import { Hono } from 'hono'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createCsrf, openApiDocument, webhookApi, webhookConsole } from 'cotwebhook/hono'
@@ -127,6 +128,9 @@ describe('webhookConsole', () => {
     const stale = await post(`/admin/hooks/w/${webhook._id}/edit`, fields)
     expect(stale.status).toBe(409)
     expect(stale.text).toContain('Someone else saved this webhook meanwhile')
+    // The form comes back with what was typed and the version now stored: saving again is possible.
+    expect(stale.text).toContain('name="__v" value="1"')
+    expect(stale.text).toContain('value="mine"')
     const fresh = await post(`/admin/hooks/w/${webhook._id}/edit`, { ...fields, __v: '1' })
     expect(fresh.status).toBe(303)
     expect(await hooks.registry.get(COMPANY, webhook._id)).toMatchObject({ name: 'mine', code: webhook.code, __v: 2 })
@@ -143,43 +147,153 @@ describe('webhookConsole', () => {
     expect((await get(res.location!)).text).toContain('1 failed delivery queued again.')
     const bad = await post(`/admin/hooks/w/${webhook._id}/recover`, { _csrf: csrfOf(page), since: 'last tuesday' })
     expect(bad.status).toBe(400)
-    expect(bad.text).toContain('since: must be an ISO 8601 timestamp')
+    expect(bad.text).toContain('since: pick a date and time')
     expect(deliveries).toHaveLength(1)
   })
 
-  it('redirects a trailing slash to its page, never off-site', async () => {
+  it('redirects a trailing slash to a page it knows, and nothing else, even mounted at the root', async () => {
     expect((await app.request('/admin/hooks/', { headers: { 'x-session': 'a' } })).headers.get('location')).toBe('/admin/hooks')
-    const odd = await app.request('/admin/hooks//evil.example/', { headers: { 'x-session': 'a' } })
-    expect(odd.headers.get('location') ?? '').not.toMatch(/^\/\//)
+    const root = new Hono()
+    root.route('/', webhookConsole(hooks, { company: () => COMPANY, basePath: '/', onError: (e) => errors.push(e) }))
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/r'))
+    expect((await root.request(`/w/${webhook._id}/`)).headers.get('location')).toBe(`/w/${webhook._id}`)
+    for (const path of ['//evil.example/', '/%5Cevil.example/', '/%09/evil.example/', '/%0d%0aSet-Cookie:x=1/', '/admin/hooks//evil.example/']) {
+      const res = await root.request(path)
+      expect(res.status, path).toBe(404)
+      expect(res.headers.get('location'), path).toBeNull()
+    }
     expect((await get('/admin/hooks/nowhere')).status).toBe(404)
+  })
+
+  it('answers a malformed, oversized or cross-site form with 400, 413 or 403, never a 500', async () => {
+    const garbage = await app.request('/admin/hooks/new', { method: 'POST', headers: { 'x-session': 'a', 'content-type': 'multipart/form-data' }, body: 'not multipart' })
+    expect(garbage.status).toBe(400)
+    const huge = await post('/admin/hooks/new', { _csrf: await token(), name: 'x'.repeat(70_000) })
+    expect(huge.status).toBe(413)
+    const fields = { _csrf: await token(), name: 'x', code: 'x', trigger: 'create-edit-delete-user', url: 'https://example.com/h' }
+    for (const headers of [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }] as Record<string, string>[]) {
+      const res = await app.request('http://localhost/admin/hooks/new', {
+        method: 'POST',
+        headers: { 'x-session': 'a', 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        body: new URLSearchParams(fields),
+      })
+      expect(res.status, JSON.stringify(headers)).toBe(403)
+    }
+    const same = await app.request('http://localhost/admin/hooks/new', {
+      method: 'POST',
+      headers: { 'x-session': 'a', 'content-type': 'application/x-www-form-urlencoded', origin: 'http://localhost', 'sec-fetch-site': 'same-origin' },
+      body: new URLSearchParams(fields),
+    })
+    expect(same.status).toBe(303)
+    expect((await hooks.registry.list(COMPANY)).count).toBe(1)
+  })
+
+  it('binds form tokens to the session when the host names one', async () => {
+    const bound = new Hono()
+    bound.route('/c', webhookConsole(hooks, { company: () => COMPANY, session: (c) => c.req.header('x-user'), basePath: '/c', onError: (e) => errors.push(e) }))
+    const page = await (await bound.request('/c/new', { headers: { 'x-user': 'alice' } })).text()
+    const submit = (user: string) =>
+      bound.request('/c/new', {
+        method: 'POST',
+        headers: { 'x-user': user, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _csrf: csrfOf(page), name: 'x', code: `c_${user}`, trigger: 'create-edit-delete-user', url: 'https://example.com/h' }),
+      })
+    expect((await submit('mallory')).status).toBe(403)
+    expect((await submit('alice')).status).toBe(303)
+  })
+
+  it('a delivery of another webhook of the same company is not shown under this one', async () => {
+    const one = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/one', { code: 'one' }))
+    const two = await hooks.registry.create(COMPANY, { name: 'two', code: 'two', trigger: 'create-edit-delete-user', url: 'https://example.com/two' })
+    const { deliveries } = await hooks.emit({ company: COMPANY, type: 'COTUser', event: 'create', data: { _id: COMPANY } })
+    expect((await get(`/admin/hooks/w/${two.webhook._id}/d/${deliveries[0]!.id}`)).status).toBe(200)
+    const crossed = await get(`/admin/hooks/w/${one.webhook._id}/d/${deliveries[0]!.id}`)
+    expect(crossed.status).toBe(404)
+    expect((await post(`/admin/hooks/w/${one.webhook._id}/d/${deliveries[0]!.id}/resend`, { _csrf: await token() })).status).toBe(404)
+    const other = await hooks.registry.create(OTHER_COMPANY, taskWebhook('https://example.com/secret-place'))
+    const peek = await get(`/admin/hooks/w/${other.webhook._id}?show=secret`)
+    expect(peek.status).toBe(404)
+    expect(peek.text).not.toContain('whsec_')
+  })
+
+  it('pages a webhook\'s deliveries, and a page past the end shows the last one', async () => {
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/p'))
+    for (let n = 0; n < 45; n++) await hooks.emit(taskEvent(n))
+    const ids = (html: string) => [...html.matchAll(/data-delivery="([0-9a-f]{24})"/g)].map((m) => m[1])
+    const pages = [1, 2, 3].map(async (n) => ids((await get(`/admin/hooks/w/${webhook._id}?page=${n}`)).text))
+    const [a, b, c] = await Promise.all(pages)
+    expect([a!.length, b!.length, c!.length]).toEqual([20, 20, 5])
+    expect(new Set([...a!, ...b!, ...c!]).size).toBe(45)
+    expect(ids((await get(`/admin/hooks/w/${webhook._id}?page=999999999`)).text)).toEqual(c)
   })
 })
 
 describe('OpenAPI document', () => {
-  it('is served by webhookApi without credentials and covers every route with the schemas', async () => {
+  it('is served by webhookApi without credentials, is valid OpenAPI 3.1, and covers every route', async () => {
     const res = await app.request('/api/v3/webhook/openapi.json')
     expect(res.status).toBe(200)
     const doc = (await res.json()) as ReturnType<typeof openApiDocument>
-    expect(doc.openapi).toBe('3.1.0')
+    // An independent validator of the OpenAPI 3.1 specification's own schema.
+    const validator = new Validator()
+    const verdict = await validator.validate(doc as never)
+    expect(verdict.errors).toBeUndefined()
+    expect(verdict.valid).toBe(true)
+    expect(validator.version).toBe('3.1')
     const operations = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
     expect(operations.sort()).toEqual([
       'GET /webhook/subscription', 'GET /webhook/subscription/logs/{id}', 'GET /webhook/subscription/{id}', 'GET /webhook/subscription/{id}/health',
       'GET /webhook/subscription/{id}/secret', 'PATCH /webhook/subscription/{id}', 'POST /webhook/subscription', 'POST /webhook/subscription/logs/{logId}/resend',
       'POST /webhook/subscription/{id}/recover', 'POST /webhook/subscription/{id}/secret/rotate', 'POST /webhook/subscription/{id}/test',
     ])
-    const schemas = (doc.components as { schemas: Record<string, { properties?: Record<string, { pattern?: string; enum?: string[] }>; required?: string[] }> }).schemas
+    const schemas = (doc.components as { schemas: Record<string, Json> }).schemas
     expect(schemas.WebhookInput!.required).toEqual(expect.arrayContaining(['name', 'code', 'trigger', 'url']))
-    expect(schemas.WebhookInput!.properties!.code!.pattern).toBe('^[a-z0-9_]+$')
-    expect(schemas.WebhookInput!.properties!.trigger!.enum).toContain('logout-user')
-    expect(schemas.COTWebhookLog!.properties).toHaveProperty('attempts')
+    expect((schemas.WebhookInput!.properties as Record<string, Json>).code!.pattern).toBe('^[a-z0-9_]+$')
+    expect((schemas.WebhookInput!.properties as Record<string, Json>).trigger!.enum).toContain('logout-user')
+    // No branch that accepts anything (a Date in valibot has no JSON form).
+    expect(JSON.stringify(doc)).not.toContain('{}]')
     expect(JSON.stringify(doc)).not.toMatch(/whsec_[A-Za-z0-9+/]{20,}/)
     // Every route the document names answers (not 404) on the real API.
     for (const operation of operations) {
       const [method, path] = operation.split(' ') as [string, string]
       const concrete = path.replace(/\{[a-zA-Z]+\}/, '625be93a286ef83c1c0e0000')
       const answer = await app.request(`/api/v3${concrete}`, { method, headers: { 'content-type': 'application/json' }, body: method === 'GET' ? null : '{}' })
-      const body = await answer.text()
-      expect(body === '404 Not Found', `${operation} has no route`).toBe(false)
+      expect(await answer.text(), `${operation} has no route`).not.toBe('404 Not Found')
+    }
+  })
+
+  it('describes what the routes really answer: every required key is there', async () => {
+    const doc = openApiDocument()
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook('https://example.com/doc'))
+    const { deliveries } = await hooks.emit(taskEvent(1))
+    const claimed = await hooks.store.claim({ now: Date.now(), limit: 1, leaseMs: 60_000, owner: 't', ordered: true })
+    await hooks.store.settle(claimed[0]!.lease, { now: Date.now(), state: 'failed', response: 'down', attempt: { at: new Date().toISOString(), status: 500, durationMs: 1 } })
+    const calls: Array<[string, string, string, unknown?]> = [
+      ['GET', '/webhook/subscription/{id}', `/webhook/subscription/${webhook._id}`],
+      ['GET', '/webhook/subscription/{id}/health', `/webhook/subscription/${webhook._id}/health`],
+      ['GET', '/webhook/subscription/logs/{id}', `/webhook/subscription/logs/${webhook._id}`],
+      ['POST', '/webhook/subscription/{id}/recover', `/webhook/subscription/${webhook._id}/recover`, { since: 0 }],
+      ['POST', '/webhook/subscription/logs/{logId}/resend', `/webhook/subscription/logs/${deliveries[0]!.id}/resend`],
+    ]
+    for (const [method, template, path, body] of calls) {
+      const operation = doc.paths[template]![method.toLowerCase()] as { responses: Record<string, { content: { 'application/json': { schema: Json } } }> }
+      const [status, response] = Object.entries(operation.responses).find(([code]) => code.startsWith('2'))!
+      const res = await app.request(`/api/v3${path}`, { method, headers: { 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) })
+      expect(String(res.status), template).toBe(status)
+      checkRequired(response.content['application/json'].schema, await res.json(), (doc.components as { schemas: Record<string, Json> }).schemas, template)
     }
   })
 })
+
+type Json = Record<string, unknown>
+
+/** Walks a schema and a value together: every `required` key of every object is present. */
+function checkRequired(schema: Json, value: unknown, schemas: Record<string, Json>, where: string): void {
+  if (typeof schema.$ref === 'string') return checkRequired(schemas[schema.$ref.split('/').pop()!]!, value, schemas, where)
+  if (schema.type === 'object' && value && typeof value === 'object') {
+    for (const key of (schema.required as string[] | undefined) ?? []) expect(value, `${where}: ${key}`).toHaveProperty(key)
+    for (const [key, child] of Object.entries((schema.properties as Record<string, Json> | undefined) ?? {})) {
+      if (key in (value as object)) checkRequired(child, (value as Json)[key], schemas, `${where}.${key}`)
+    }
+  }
+  if (schema.type === 'array' && Array.isArray(value)) for (const item of value) checkRequired(schema.items as Json, item, schemas, `${where}[]`)
+}

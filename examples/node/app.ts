@@ -42,8 +42,14 @@ export function createHostApp(options: HostOptions = {}) {
 <p>cotwebhook example host. <a href="/console">Open the delivery console</a> · <a href="/api/v3/webhook/openapi.json">REST API (OpenAPI)</a></p>`))
   app.route('/api/v3', webhookApi(hooks, { company: companyOf }))
 
-  // The delivery console, for browsers: the company comes from a cookie holding one of the tokens,
-  // set by this tiny sign-in page (a real host uses its own sessions).
+  // The delivery console, for browsers. A sign-in page trades a token for an opaque session id in
+  // an HttpOnly cookie (a real host has its own sessions; over HTTPS, mark the cookie Secure too).
+  const sessions = new Map<string, string>()
+  const sameOrigin = (c: Context) => {
+    const site = c.req.header('sec-fetch-site')
+    const origin = c.req.header('origin')
+    return (!site || site === 'same-origin' || site === 'none') && (!origin || origin === new URL(c.req.url).origin)
+  }
   app.get('/login', (c) =>
     c.html(html`<!doctype html><meta charset="utf-8"><title>Sign in</title>
 <form method="post" action="/login" style="font:14px system-ui;margin:40px">
@@ -51,22 +57,30 @@ export function createHostApp(options: HostOptions = {}) {
 <p>Demo tokens: ${Object.keys(tokens).join(', ')}</p></form>`),
   )
   app.post('/login', async (c) => {
+    // A sign-in posted from another site would sign the visitor into someone else's company.
+    if (!sameOrigin(c)) return c.text('cross-site sign-in refused', 403)
     const token = String((await c.req.parseBody()).token ?? '')
-    if (!tokens[token]) return c.redirect('/login', 303)
-    setCookie(c, 'console_token', token, { httpOnly: true, sameSite: 'Lax', path: '/' })
+    if (!Object.hasOwn(tokens, token)) return c.redirect('/login', 303)
+    const sid = crypto.randomUUID()
+    sessions.set(sid, tokens[token]!)
+    setCookie(c, 'console_session', sid, { httpOnly: true, sameSite: 'Lax', path: '/' })
     return c.redirect('/console', 303)
   })
   app.post('/logout', (c) => {
-    deleteCookie(c, 'console_token', { path: '/' })
+    if (!sameOrigin(c)) return c.text('cross-site sign-out refused', 403)
+    sessions.delete(getCookie(c, 'console_session') ?? '')
+    deleteCookie(c, 'console_session', { path: '/' })
     return c.redirect('/login', 303)
   })
   app.route(
     '/console',
     webhookConsole(hooks, {
-      company: (c) => tokens[getCookie(c, 'console_token') ?? ''],
+      company: (c) => sessions.get(getCookie(c, 'console_session') ?? ''),
+      session: (c) => getCookie(c, 'console_session'),
       basePath: '/console',
       openApiUrl: '/api/v3/webhook/openapi.json',
       loginUrl: '/login',
+      logoutUrl: '/logout',
       title: 'Example host · webhooks',
     }),
   )

@@ -22,7 +22,21 @@ type Json = Record<string, unknown>
 // JSON Schema 2020-12 is OpenAPI 3.1's dialect; checks with no JSON Schema form are left out.
 const schema = (s: v.GenericSchema): Json => {
   const { $schema: _, ...rest } = toJsonSchema(s, { target: 'draft-2020-12', errorMode: 'ignore' }) as Json
-  return rest
+  return withoutEmptyBranches(rest) as Json
+}
+
+// A branch with no JSON form (a Date, which JSON cannot carry) comes out as `{}`, which would accept
+// anything: drop it from its anyOf.
+function withoutEmptyBranches(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(withoutEmptyBranches)
+  if (!node || typeof node !== 'object') return node
+  const out: Json = {}
+  for (const [key, value] of Object.entries(node)) {
+    out[key] = key === 'anyOf' && Array.isArray(value)
+      ? value.filter((branch) => !(branch && typeof branch === 'object' && Object.keys(branch).length === 0)).map(withoutEmptyBranches)
+      : withoutEmptyBranches(value)
+  }
+  return out
 }
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` })
@@ -39,26 +53,43 @@ const ERROR_TEXT: Record<number, string> = {
   413: 'body or event too large',
 }
 
+const deliveryRef = {
+  type: 'object',
+  properties: { id: { type: 'string' }, webhookId: { type: 'string' }, eventId: { type: 'string' }, replayOf: { type: 'string' } },
+  required: ['id', 'webhookId', 'eventId'],
+}
+const time = { type: ['integer', 'null'], description: 'epoch milliseconds' }
+const health = {
+  type: 'object',
+  properties: {
+    webhookId: { type: 'string' },
+    isActive: { type: 'boolean' },
+    consecutiveFailures: { type: 'integer', description: 'deliveries exhausted in a row since the last success' },
+    failingSince: time,
+    lastSuccessAt: time,
+    lastFailureAt: time,
+    circuit: { type: 'string', enum: ['closed', 'open', 'half-open'] },
+    failedAttempts: { type: 'integer', description: 'failed attempts in a row (what opens the circuit)' },
+    circuitOpenUntil: time,
+  },
+  required: ['webhookId', 'isActive', 'consecutiveFailures', 'failingSince', 'lastSuccessAt', 'lastFailureAt', 'circuit', 'failedAttempts', 'circuitOpenUntil'],
+}
+
 const idParam = (name: string, what: string) => ({ name, in: 'path', required: true, description: what, schema: { type: 'string', pattern: '^[0-9a-f]{24}$' } })
 const pageParams = [
   { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 10 } },
   { name: 'page', in: 'query', schema: { type: 'integer', minimum: 1, default: 1 } },
 ]
 const data = (body: Json) => ({ type: 'object', properties: { data: body }, required: ['data'] })
-const deliveries = data({
+const deliveries = data({ type: 'object', properties: { deliveries: { type: 'array', items: deliveryRef } }, required: ['deliveries'] })
+const recovered = data({
   type: 'object',
   properties: {
-    deliveries: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: { id: { type: 'string' }, webhookId: { type: 'string' }, eventId: { type: 'string' }, replayOf: { type: 'string' } },
-        required: ['id', 'webhookId', 'eventId'],
-      },
-    },
-    nextSince: { type: 'string', format: 'date-time' },
+    deliveries: { type: 'array', items: deliveryRef },
+    until: { type: 'string', format: 'date-time', description: 'the end of the window looked at: pass it back with nextSince' },
+    nextSince: { type: 'string', format: 'date-time', description: 'present when more failed deliveries remain' },
   },
-  required: ['deliveries'],
+  required: ['deliveries', 'until'],
 })
 
 /**
@@ -113,7 +144,11 @@ export function openApiDocument(options: OpenApiOptions = {}): Json & { paths: R
         get: {
           operationId: 'listWebhooks',
           summary: 'List the company’s webhooks',
-          parameters: [...pageParams, { name: 'isActive', in: 'query', schema: { type: 'string', enum: ['all', 'true', 'false'], default: 'all' } }],
+          parameters: [
+            ...pageParams,
+            { name: 'isActive', in: 'query', schema: { type: 'string', enum: ['all', 'true', 'false'], default: 'all' } },
+            { name: 'count', in: 'query', description: 'accepted for Cotalker compatibility; the count is always returned', schema: { type: 'string', enum: ['true', 'false'] } },
+          ],
           responses: { 200: ok('a page of webhooks', data({ type: 'object', properties: { webhooks: { type: 'array', items: ref('COTWebhook') }, count: { type: 'integer' } } })), ...errors(400, 401) },
         },
         post: {
@@ -142,11 +177,11 @@ export function openApiDocument(options: OpenApiOptions = {}): Json & { paths: R
           summary: 'Replace the secret; the old one keeps signing for overlapMs',
           parameters: [id],
           requestBody: { required: false, ...json(ref('RotateSecret')) },
-          responses: { 200: ok('the new secret', data({ type: 'object', properties: { secret: { type: 'string' }, previousExpiresAt: { type: 'string', format: 'date-time' } } })), ...errors(400, 401, 404, 409) },
+          responses: { 200: ok('the new secret', data({ type: 'object', properties: { secret: { type: 'string' }, previousExpiresAt: { type: 'string', format: 'date-time' } } })), ...errors(400, 401, 404, 409, 413) },
         },
       },
       '/webhook/subscription/{id}/health': {
-        get: { operationId: 'getHealth', summary: 'Failures in a row, last success, circuit state', parameters: [id], responses: { 200: ok('the health', data({ type: 'object' })), ...errors(400, 401, 404) } },
+        get: { operationId: 'getHealth', summary: 'Failures in a row, last success, circuit state', parameters: [id], responses: { 200: ok('the health', data(health)), ...errors(400, 401, 404) } },
       },
       '/webhook/subscription/{id}/recover': {
         post: {
@@ -154,7 +189,7 @@ export function openApiDocument(options: OpenApiOptions = {}): Json & { paths: R
           summary: 'Send every failed delivery since a time again',
           parameters: [id],
           requestBody: { required: true, ...json(ref('Recover')) },
-          responses: { 202: ok('queued', deliveries), ...errors(400, 401, 404, 409) },
+          responses: { 202: ok('queued', recovered), ...errors(400, 401, 404, 409, 413) },
         },
       },
       '/webhook/subscription/{id}/test': {
@@ -179,7 +214,7 @@ export function openApiDocument(options: OpenApiOptions = {}): Json & { paths: R
           operationId: 'resendDelivery',
           summary: 'Send one delivery’s event again',
           parameters: [idParam('logId', 'the COTWebhookLog’s _id')],
-          responses: { 202: ok('queued', deliveries), ...errors(400, 401, 404, 409) },
+          responses: { 202: ok('queued', deliveries), ...errors(400, 401, 404, 409, 413) },
         },
       },
     },

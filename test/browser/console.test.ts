@@ -83,12 +83,12 @@ describe.skipIf(!available)('delivery console in Chromium', () => {
       await page.fill('#code', 'Work Orders')
       await page.fill('#url', `${receiver.url}/hook`)
       await page.fill('[id="context.taskGroup"]', TASK_GROUP)
-      await page.click('button[type=submit]')
+      await page.click('main button[type=submit]')
       await expect(page.locator('#code-error').textContent()).resolves.toContain('code: only lowercase letters, digits and underscores')
       expect(await page.inputValue('#name')).toBe('Work orders')
 
       await page.fill('#code', 'work_orders')
-      await page.click('button[type=submit]')
+      await page.click('main button[type=submit]')
       await expect(page.locator('.notice').textContent()).resolves.toContain('Webhook created')
       const firstSecret = (await page.locator('#secret').textContent())!
       expect(firstSecret).toMatch(/^whsec_/)
@@ -173,7 +173,19 @@ describe.skipIf(!available)('delivery console in Chromium', () => {
         expect(await page.locator('script').count(), path).toBe(0)
         expect(await page.locator('img').count(), path).toBe(0)
       }
+      // A form sent back with errors shows what was typed as text too.
+      await page.goto(`${base}/console/new`)
+      await page.fill('#name', xss)
+      await page.fill('#code', 'Not Valid')
+      await page.fill('#url', 'javascript:alert(1)')
+      await page.click('main button[type=submit]')
+      await expect(page.locator('#code-error').count()).resolves.toBe(1)
+      expect(await page.inputValue('#name')).toBe(xss)
+      expect(await page.locator('script').count()).toBe(0)
+      expect(await page.locator('img').count()).toBe(0)
+      expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined()
       // Shown as text: the delivery page holds the receiver's answer and the event's data verbatim.
+      await page.goto(`${base}/console/w/${webhook._id}/edit`)
       await expect(page.locator('#description').inputValue()).resolves.toBe(xss)
       await page.goto(`${base}/console/w/${webhook._id}/d/${log!._id}`)
       await expect(page.locator('#response').textContent()).resolves.toBe('<script>window.__xss=3</script>')

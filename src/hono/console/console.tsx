@@ -1,4 +1,5 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
 import type { Webhooks } from '../../engine.js'
 import { ConflictError, NotFoundError, UnsafeUrlError, ValidationError, WebhookError } from '../../errors.js'
 import { OBJECT_ID, type COTWebhook, type COTWebhookLog } from '../../model.js'
@@ -24,6 +25,15 @@ export interface ConsoleOptions {
   loginUrl?: string
   /** The title in every page's header. Default `Webhooks`. */
   title?: string
+  /**
+   * The signed-in session (a session id, a user id), which form tokens are bound to as well as the
+   * company, so one user's token is no good to another or after sign-out. Default: the company alone.
+   */
+  session?: (c: Context) => string | undefined | null | Promise<string | undefined | null>
+  /** Where a sign-out form posts, shown in the header when given. */
+  logoutUrl?: string
+  /** Largest accepted form body in bytes (413 beyond). Default 65 536. */
+  maxBodyBytes?: number
   /** Where unexpected errors go before the 500 page. Default `console.error`. */
   onError?: (error: unknown) => void
 }
@@ -31,6 +41,7 @@ export interface ConsoleOptions {
 type ConsoleEnv = { Variables: { company: string; page: PageContext } }
 
 const PAGE_SIZE = 20
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/
 const NOTICES: Record<string, string> = {
   created: 'Webhook created. Its signing secret is below; you can show it again at any time.',
   updated: 'Changes saved.',
@@ -71,7 +82,15 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
   const title = options.title ?? 'Webhooks'
   const onError = options.onError ?? ((error: unknown) => console.error('cotwebhook console:', error))
   const csrf = createCsrf(options.csrfSecret === undefined ? {} : { secret: options.csrfSecret })
-  const shell = { base, title, ...(options.openApiUrl ? { openApiUrl: options.openApiUrl } : {}) }
+  const shell = {
+    base,
+    title,
+    ...(options.openApiUrl ? { openApiUrl: options.openApiUrl } : {}),
+    ...(options.logoutUrl ? { logoutUrl: options.logoutUrl } : {}),
+  }
+  const maxBodyBytes = options.maxBodyBytes ?? 65_536
+  // The console's own pages, for the trailing-slash redirect: it never echoes a path it does not know.
+  const known = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:/new|/w/[0-9a-f]{24}(?:/edit|/d/[0-9a-f]{24})?)?$`)
   const engine = (c: Context): Webhooks => (typeof hooks === 'function' ? hooks(c) : hooks)
   const app = new Hono<ConsoleEnv>()
 
@@ -89,19 +108,39 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
     return c.html(<MessagePage ctx={shell} heading="Something went wrong" message="The console could not complete this request. It has been reported." />, 500)
   })
 
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) => c.html(<MessagePage ctx={shell} heading="Too large" message={`A form may send at most ${maxBodyBytes} bytes.`} />, 413),
+    }),
+  )
+
+  const forbidden = (c: Context) =>
+    c.html(<MessagePage ctx={shell} heading="Form expired" message="This form is out of date or did not come from the console. Go back, reload the page and try again." />, 403)
+
   const scope: MiddlewareHandler<ConsoleEnv> = async function consoleScope(c, next) {
     const company = await options.company(c)
     if (!company || !OBJECT_ID.test(company)) {
       const link = options.loginUrl ? { href: options.loginUrl, label: 'Sign in' } : undefined
       return c.html(<MessagePage ctx={shell} heading="Sign in needed" message="These pages need a signed-in company." link={link} />, 401)
     }
+    const binding = `${company}|${(options.session ? await options.session(c) : '') ?? ''}`
     c.set('company', company)
-    c.set('page', { ...shell, csrf: await csrf.issue(company) })
-    if (c.req.method === 'POST') {
-      const form = await c.req.parseBody()
-      if (!(await csrf.check(company, form._csrf))) {
-        return c.html(<MessagePage ctx={shell} heading="Form expired" message="This form is out of date or did not come from the console. Go back, reload the page and try again." />, 403)
+    c.set('page', { ...shell, csrf: await csrf.issue(binding) })
+    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
+      // A second lock beside the token: browsers say where a form came from.
+      const site = c.req.header('sec-fetch-site')
+      if (site && site !== 'same-origin' && site !== 'none') return forbidden(c)
+      const origin = c.req.header('origin')
+      if (origin && origin !== 'null' && origin !== new URL(c.req.url).origin) return forbidden(c)
+      let body: Record<string, unknown>
+      try {
+        body = await c.req.parseBody()
+      } catch {
+        return c.html(<MessagePage ctx={shell} heading="Unreadable form" message="The form could not be read. Send it from the console's own pages." />, 400)
       }
+      if (!(await csrf.check(binding, body._csrf))) return forbidden(c)
     }
     await next()
   }
@@ -112,7 +151,9 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
   const notice = (c: Context) => {
     const done = c.req.query('done') ?? ''
     const count = Number(c.req.query('n'))
-    if (done === 'recovered' && Number.isInteger(count)) return `${count} failed deliver${count === 1 ? 'y' : 'ies'} queued again.`
+    if (done === 'recovered' && Number.isSafeInteger(count) && count >= 0 && count <= 1_000) {
+      return `${count} failed deliver${count === 1 ? 'y' : 'ies'} queued again.${c.req.query('next') ? ' More remain: recover again to queue the next ones.' : ''}`
+    }
     return NOTICES[done]
   }
 
@@ -161,16 +202,24 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
     const hooksOf = engine(c)
     const id = c.req.param('id')
     const webhook = await hooksOf.registry.get(c.var.company, id)
-    const page = positive(c.req.query('page'))
-    const [health, { logs, count }, chart, secret] = await Promise.all([
+    let page = positive(c.req.query('page'))
+    let [health, { logs, count }, chart, secret] = await Promise.all([
       hooksOf.health(c.var.company, id),
       hooksOf.listLogs(c.var.company, id, { limit: PAGE_SIZE, page }),
       hooksOf.logs(c.var.company, id, { limit: 100 }),
       c.req.query('show') === 'secret' ? hooksOf.registry.secret(c.var.company, id) : Promise.resolve(undefined),
     ])
+    if (!logs.length && count > 0) {
+      // Past the last page: show the last one.
+      page = Math.ceil(count / PAGE_SIZE)
+      ;({ logs } = await hooksOf.listLogs(c.var.company, id, { limit: PAGE_SIZE, page }))
+    }
+    const next = c.req.query('next')
+    const until = c.req.query('until')
+    const recoverFrom = next && until && ISO.test(next) && ISO.test(until) ? { since: next, until } : undefined
     const since = new Date(Date.now() - 86_400_000).toISOString().slice(0, 16)
     return c.html(
-      <WebhookPage ctx={c.var.page} webhook={webhook} health={health} logs={logs} chartLogs={chart} count={count} page={page} pages={Math.max(1, Math.ceil(count / PAGE_SIZE))} notice={notice(c)} secret={secret} recoverSince={since} />,
+      <WebhookPage ctx={c.var.page} webhook={webhook} health={health} logs={logs} chartLogs={chart} count={count} page={page} pages={Math.max(1, Math.ceil(count / PAGE_SIZE))} notice={notice(c)} secret={secret} recoverSince={since} recoverNext={recoverFrom} />,
     )
   })
 
@@ -191,6 +240,8 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
       return c.redirect(`${base}/w/${id}?done=updated`, 303)
     } catch (error) {
       const answer = formError(error)
+      // After a conflict the form carries the version now stored, so saving again (over it) is a choice.
+      if (error instanceof ConflictError && error.field === '__v') values.__v = String((await engine(c).registry.get(c.var.company, id)).__v)
       return c.html(<WebhookFormPage ctx={c.var.page} mode="edit" action={`${base}/w/${id}/edit`} values={values} errors={answer.errors} message={answer.message} />, answer.status)
     }
   })
@@ -216,11 +267,15 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
 
   app.post('/w/:id/recover', async (c) => {
     const id = c.req.param('id')
-    const since = text((await form(c)).since)
-    // datetime-local has no zone: the form says UTC, so read it as UTC.
+    const body = await form(c)
+    const since = text(body.since)
+    const until = text(body.until)
+    // datetime-local has no zone: the form says UTC, so read it as UTC. A continuation carries full times.
     const at = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(since) ? `${since}${since.length === 16 ? ':00' : ''}.000Z` : since
-    const { deliveries } = await engine(c).recover(c.var.company, id, { since: at })
-    return c.redirect(`${base}/w/${id}?done=recovered&n=${deliveries.length}`, 303)
+    if (!ISO.test(at) || (until && !ISO.test(until))) throw ValidationError.field('since', 'since: pick a date and time')
+    const result = await engine(c).recover(c.var.company, id, { since: at, ...(until ? { until } : {}) })
+    const more = result.nextSince ? `&next=${encodeURIComponent(result.nextSince)}&until=${encodeURIComponent(result.until)}` : ''
+    return c.redirect(`${base}/w/${id}?done=recovered&n=${result.deliveries.length}${more}`, 303)
   })
 
   app.get('/w/:id/d/:deliveryId', async (c) => {
@@ -236,7 +291,8 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
 
   // Anything else under the console: a trailing slash goes to the page without it, the rest is a 404 page.
   app.get('/*', (c) => {
-    if (c.req.path.length > 1 && c.req.path.endsWith('/')) return c.redirect(c.req.path.replace(/\/+$/, '').replace(/^\/+/, '/') || '/', 301)
+    const stripped = c.req.path.replace(/\/+$/, '') || '/'
+    if (c.req.path.endsWith('/') && known.test(stripped === '/' ? '' : stripped)) return c.redirect(stripped, 301)
     return c.html(<MessagePage ctx={shell} heading="Not found" message="There is no such page in the console." link={{ href: base || '/', label: 'Back to the webhooks' }} />, 404)
   })
 
@@ -308,7 +364,7 @@ function formError(error: unknown): { status: 400 | 409; errors: Record<string, 
   if (error instanceof ValidationError) return { status: 400, errors: error.fields, message: 'Please correct the fields marked below.' }
   if (error instanceof UnsafeUrlError) return { status: 400, errors: { url: [error.message] }, message: 'Please correct the fields marked below.' }
   if (error instanceof ConflictError) {
-    if (error.field === '__v') return { status: 409, errors: {}, message: `${error.message}. Someone else saved this webhook meanwhile.` }
+    if (error.field === '__v') return { status: 409, errors: {}, message: `${error.message}. Someone else saved this webhook meanwhile: check the fields and save again to replace their changes.` }
     return { status: 409, errors: { [error.field]: [error.message] } }
   }
   throw error

@@ -21,10 +21,14 @@ export interface PageContext {
   title: string
   /** A link to the OpenAPI document, if the host gave one. */
   openApiUrl?: string
+  /** Where the sign-out form posts, if the host gave it. */
+  logoutUrl?: string
 }
 
-export function Layout({ ctx, heading, children }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl'>; heading: string; children?: Child }) {
+export function Layout({ ctx, heading, children }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl' | 'logoutUrl'>; heading: string; children?: Child }) {
   return (
+    <>
+    {raw('<!DOCTYPE html>')}
     <html lang="en">
       <head>
         <meta charset="utf-8" />
@@ -38,6 +42,11 @@ export function Layout({ ctx, heading, children }: { ctx: Pick<PageContext, 'bas
           <a href={ctx.base || "/"}>Webhooks</a>
           <a href={`${ctx.base}/new`}>New webhook</a>
           {ctx.openApiUrl ? <a href={ctx.openApiUrl}>API (OpenAPI)</a> : null}
+          {ctx.logoutUrl ? (
+            <form method="post" action={ctx.logoutUrl} style="margin-left:auto">
+              <button type="submit" class="secondary">Sign out</button>
+            </form>
+          ) : null}
         </header>
         <main>
           <h1>{heading}</h1>
@@ -45,6 +54,7 @@ export function Layout({ ctx, heading, children }: { ctx: Pick<PageContext, 'bas
         </main>
       </body>
     </html>
+    </>
   )
 }
 
@@ -225,6 +235,8 @@ export function WebhookPage(props: {
   notice?: string | undefined
   secret?: string | undefined
   recoverSince: string
+  /** Where a recover that stopped at its limit goes on from. */
+  recoverNext?: { since: string; until: string } | undefined
 }) {
   const { ctx, webhook, health } = props
   const self = `${ctx.base}/w/${webhook._id}`
@@ -261,6 +273,14 @@ export function WebhookPage(props: {
       <h2>Deliveries over time</h2>
       <DeliveryChart logs={props.chartLogs} />
       <h2>Deliveries</h2>
+      {webhook.isActive && props.recoverNext ? (
+        <form class="bar" method="post" action={`${self}/recover`}>
+          <input type="hidden" name="_csrf" value={ctx.csrf} />
+          <input type="hidden" name="since" value={props.recoverNext.since} />
+          <input type="hidden" name="until" value={props.recoverNext.until} />
+          <button type="submit">Recover the next ones</button>
+        </form>
+      ) : null}
       {webhook.isActive ? (
         <form class="bar" method="post" action={`${self}/recover`}>
           <input type="hidden" name="_csrf" value={ctx.csrf} />
@@ -341,7 +361,7 @@ export function DeliveryPage({ ctx, webhook, log, notice }: { ctx: PageContext; 
   )
 }
 
-export function MessagePage({ ctx, heading, message, link }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl'>; heading: string; message: string; link?: { href: string; label: string } | undefined }) {
+export function MessagePage({ ctx, heading, message, link }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl' | 'logoutUrl'>; heading: string; message: string; link?: { href: string; label: string } | undefined }) {
   return (
     <Layout ctx={ctx} heading={heading}>
       <p class="error-box" role="alert">{message}</p>
