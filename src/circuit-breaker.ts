@@ -34,8 +34,8 @@ interface Circuit {
 export interface CircuitBreaker {
   /** May an attempt to this webhook start now? A probe must report back with `success`, `failure` or `abandon`. */
   admit(webhookId: string, now: number): Admission
-  /** An attempt succeeded; returns `true` when that closed an open circuit. */
-  success(webhookId: string, probe: boolean): boolean
+  /** An attempt succeeded (a probe's, or a straggler's: either shows the endpoint answers); `true` when that closed an open circuit. */
+  success(webhookId: string): boolean
   /** An attempt failed; returns the time the circuit stays open until, when this opened it. */
   failure(webhookId: string, now: number, probe: boolean): number | undefined
   /** An admitted probe ended without an attempt (deferred, or the run stopped). */
@@ -94,7 +94,6 @@ export function createCircuitBreaker(options: CircuitBreakerOptions | false = {}
     success(id) {
       const circuit = circuits.get(id)
       if (!circuit) return false
-      // Any success shows the endpoint answers again; a straggler's success closes it as a probe's would.
       const wasOpen = circuit.failures >= threshold
       circuits.delete(id)
       return enabled && wasOpen

@@ -184,7 +184,7 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
       lastResponse = result.response
       reported = true
       if (result.outcome === 'success') {
-        const closed = ctx.breaker.success(delivery.webhookId, admission.probe)
+        const closed = ctx.breaker.success(delivery.webhookId)
         ctx.health.succeeded(delivery.webhookId, ctx.now())
         await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
         if (closed) ctx.hook('circuit', { company: delivery.company, webhookId: delivery.webhookId, state: 'closed' })

@@ -1,17 +1,18 @@
 import { LRUCache } from 'lru-cache'
 import pLimit from 'p-limit'
 import * as v from 'valibot'
-import { createCircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker.js'
+import type { CircuitBreakerOptions } from './circuit-breaker.js'
 import { deliver } from './deliver.js'
 import { createDispatcher } from './dispatcher.js'
-import { EventTooLargeError } from './errors.js'
-import { createHealthTracker, type HealthOptions, type WebhookHealth } from './health.js'
+import { createEndpointGuard, type HealthReport } from './endpoint-guard.js'
+import { eventJson } from './event-size.js'
+import type { HealthOptions } from './health.js'
 import { toLog } from './log.js'
 import { createMatcher } from './matcher.js'
 import { memoryStore } from './memory-store.js'
 import { PageSchema, toEvent, type COTEvent, type COTWebhookLog, type EmitInput } from './model.js'
 import { objectId } from './object-id.js'
-import { hookCaller, type DisableReason, type OperatorHooks } from './operator-hooks.js'
+import { hookCaller, type OperatorHooks } from './operator-hooks.js'
 import { createRateLimiter, type RateLimitOptions } from './rate-limit.js'
 import { createRegistry, type Registry } from './registry.js'
 import { recover, resend, sendTest, type RecoverOptions, type RecoverResult, type ReplayResult, type TestEventOptions } from './replay.js'
@@ -71,20 +72,6 @@ export interface WebhooksOptions extends UrlPolicy {
   secretOverlapMs?: number
   /** Operator hooks: attempt failed, delivery exhausted or recovered, webhook disabled, circuit opened or closed. */
   on?: OperatorHooks
-}
-
-/** A webhook's health as this engine saw it, with its circuit. */
-export interface HealthReport extends WebhookHealth {
-  /** The webhook's `_id`. */
-  webhookId: string
-  /** Whether the webhook is on. */
-  isActive: boolean
-  /** `open`: attempts are held back; `half-open`: one probe may go; `closed`: normal. */
-  circuit: CircuitState
-  /** Failed attempts in a row (what opens the circuit). */
-  failedAttempts: number
-  /** While open: when the next probe may go (epoch ms). */
-  circuitOpenUntil: number | null
 }
 
 /** Retention of final deliveries and logs. */
@@ -207,11 +194,15 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   }
   checkUrlPolicy(urlPolicy)
   const maxEventBytes = positiveInteger('maxEventBytes', options.maxEventBytes ?? 262_144)
-  const breaker = createCircuitBreaker(options.circuitBreaker ?? {}, { attemptMs: timeoutMs })
   const limiter = createRateLimiter(options.rateLimit)
-  const health = createHealthTracker(options.health)
   const hook = hookCaller(options.on ?? {}, onError)
-  const encoder = new TextEncoder()
+  const guard = createEndpointGuard({
+    circuitBreaker: options.circuitBreaker,
+    health: options.health,
+    attemptMs: timeoutMs,
+    deactivate: (company, id) => registry.deactivate(company, id),
+    hook,
+  })
 
   const pollIntervalMs = nonNegativeInteger('pollIntervalMs', options.pollIntervalMs ?? 1_000)
   // Stores that announce writes need the TTL only as a safety net.
@@ -227,29 +218,11 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     ...(options.secretOverlapMs === undefined ? {} : { secretOverlapMs: nonNegativeInteger('secretOverlapMs', options.secretOverlapMs) }),
-    onChange: (company, id, { before, after }) => {
+    onChange: (company, id, change) => {
       matcher.invalidate(company)
-      // A new endpoint, or one turned on again, starts with a clean slate; other edits (a description,
-      // a rotated secret) keep the counts, so they cannot be used to dodge the circuit or the health rule.
-      if (before && (before.url !== after.url || (!before.isActive && after.isActive))) {
-        health.reset(id)
-        breaker.reset(id)
-      }
+      guard.written(id, change)
     },
   })
-  const disable = async (company: string, webhookId: string, reason: DisableReason) => {
-    const seen = health.get(webhookId)
-    if (await registry.deactivate(company, webhookId)) {
-      hook('webhookDisabled', { company, webhookId, reason, consecutiveFailures: seen.consecutiveFailures, failingSince: seen.failingSince })
-    }
-  }
-  const eventBytes = (event: COTEvent): string => {
-    const json = JSON.stringify(event)
-    // Cheap first: a string is at most 3 bytes per UTF-16 unit, so most events need no encoding.
-    const bytes = json.length * 3 <= maxEventBytes ? json.length : encoder.encode(json).byteLength
-    if (bytes > maxEventBytes) throw new EventTooLargeError(bytes, maxEventBytes)
-    return json
-  }
   const shutdown = new AbortController()
   const sends = pLimit(concurrency)
   let waiting = 0
@@ -272,11 +245,11 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signal: shutdown.signal,
     sends: <T>(send: () => Promise<T>) => sends(send),
     onError,
-    breaker,
+    breaker: guard.breaker,
     limiter,
-    health,
+    health: guard.health,
     hook,
-    disable,
+    disable: guard.disable,
     body: (eventId: string, event: COTEvent) => {
       let body = bodies.get(eventId)
       if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
@@ -340,7 +313,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     store,
     registry,
     now,
-    checkSize: (event: COTEvent) => void eventBytes(event),
+    checkSize: (event: COTEvent) => void eventJson(event, maxEventBytes),
     kick: () => dispatcher.kick(),
   }
 
@@ -360,7 +333,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       const { idempotencyKey } = parse(EmitOptionsSchema, emitOptions, 'emit options')
       const at = now()
       const event = toEvent(input, new Date(at))
-      const json = eventBytes(event)
+      const json = eventJson(event, maxEventBytes)
       const matched = await matcher.match(event)
       const eventId = objectId(at)
       if (!matched.length && idempotencyKey === undefined) return { eventId, deliveries: [] }
@@ -391,18 +364,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     recover: (company, webhookId, recoverOptions) => recover(replay, company, webhookId, recoverOptions),
     sendTest: (company, webhookId, testOptions) => sendTest(replay, company, webhookId, testOptions),
 
-    async health(company, webhookId) {
-      const webhook = await registry.get(company, webhookId)
-      const circuit = breaker.state(webhookId, now())
-      return {
-        webhookId,
-        isActive: webhook.isActive,
-        ...health.get(webhookId),
-        circuit: circuit.state,
-        failedAttempts: circuit.failures,
-        circuitOpenUntil: circuit.openUntil ?? null,
-      }
-    },
+    health: async (company, webhookId) => guard.report(await registry.get(company, webhookId), now()),
 
     drain: () => dispatcher.drain(),
 

@@ -1,5 +1,6 @@
 export { createWebhooks } from './engine.js'
-export type { EmitOptions, EmitResult, HealthReport, LogPageOptions, RetentionOptions, Webhooks, WebhooksOptions } from './engine.js'
+export type { EmitOptions, EmitResult, LogPageOptions, RetentionOptions, Webhooks, WebhooksOptions } from './engine.js'
+export type { HealthReport } from './endpoint-guard.js'
 export type {
   AttemptFailedEvent,
   CircuitEvent,

@@ -34,6 +34,8 @@ export interface RateLimiter {
 }
 
 const MAX_BUCKETS = 100_000
+// Without a host limit every attempt gets this (nothing to allocate on the hot path).
+const NO_SLOT = () => {}
 
 interface Host {
   active: number
@@ -99,7 +101,7 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     },
 
     trySlot(url) {
-      if (hostConcurrency === undefined) return () => {}
+      if (hostConcurrency === undefined) return NO_SLOT
       const [key, host] = hostEntry(url)
       if (host.active >= hostConcurrency || host.waiters.length) return undefined
       host.active++

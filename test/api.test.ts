@@ -3,9 +3,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { objectId, type Webhooks } from 'cotwebhook'
 import { webhookApi } from 'cotwebhook/hono'
 import { COMPANY, OTHER_COMPANY, TASK_GROUP, closeAll, engine, taskEvent } from './helpers/fixtures.js'
+import { apiApp } from './helpers/api-app.js'
 import { startReceiver, type Receiver } from './helpers/receiver.js'
 
-const TOKENS: Record<string, string> = { 'token-a': COMPANY, 'token-b': OTHER_COMPANY }
 let hooks: Webhooks
 let app: Hono
 let receiver: Receiver
@@ -14,14 +14,7 @@ const errors: unknown[] = []
 beforeEach(async () => {
   receiver = await startReceiver()
   hooks = engine({ retry: { schedule: [] } })
-  app = new Hono()
-  app.route(
-    '/api/v3',
-    webhookApi(hooks, {
-      company: (c) => TOKENS[c.req.header('authorization')?.replace(/^Bearer /, '') ?? ''],
-      onError: (e) => errors.push(e),
-    }),
-  )
+  app = apiApp(hooks, errors)
 })
 afterEach(async () => {
   await closeAll()

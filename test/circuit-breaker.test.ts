@@ -26,7 +26,7 @@ describe('createCircuitBreaker', () => {
     expect(b.admit('w', 100)).toEqual({ ok: true, probe: true })
     expect(b.failure('w', 105, false)).toBeUndefined() // an attempt admitted before it opened
     expect(b.admit('w', 106)).toMatchObject({ ok: false })
-    expect(b.success('w', true)).toBe(true)
+    expect(b.success('w')).toBe(true)
     expect(b.state('w', 107)).toEqual({ state: 'closed', failures: 0 })
   })
 

@@ -56,14 +56,15 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
     ...(options.allowCidrs ? { allowCidrs: options.allowCidrs } : {}),
   }
   checkUrlPolicy(policy)
+  // One resolver-and-vetter: the sockets' lookup, and (where the runtime ignores that) the pre-check.
+  const lookup = pinnedLookup(policy, options.lookup)
   const agent = new Agent({
     connections,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 10_000,
     // undici hands these to net.connect / tls.connect; TLS still verifies the certificate for the host name.
-    connect: { timeout: options.connectTimeoutMs ?? 10_000, lookup: pinnedLookup(policy, options.lookup) },
+    connect: { timeout: options.connectTimeoutMs ?? 10_000, lookup },
   })
 
-  const lookup = pinnedLookup(policy, options.lookup)
   const send: Transport = async function nodeTransport(req) {
     // A literal address never reaches the lookup (sockets skip DNS for it): vet it here, before any socket.
     const hostname = new URL(req.url).hostname.replace(/^\[|\]$/g, '')

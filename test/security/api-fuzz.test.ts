@@ -1,8 +1,8 @@
 import fc from 'fast-check'
-import { Hono } from 'hono'
+import type { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createWebhooks, memoryStore, objectId, type Store, type Webhooks } from 'cotwebhook'
-import { webhookApi } from 'cotwebhook/hono'
+import { apiApp } from '../helpers/api-app.js'
 import { COMPANY, OTHER_COMPANY, TASK_GROUP, taskEvent } from '../helpers/fixtures.js'
 
 /**
@@ -12,7 +12,6 @@ import { COMPANY, OTHER_COMPANY, TASK_GROUP, taskEvent } from '../helpers/fixtur
  */
 
 const RUNS = 5_000
-const TOKENS: Record<string, string> = { 'token-a': COMPANY, 'token-b': OTHER_COMPANY }
 let hooks: Webhooks
 let store: Store
 let app: Hono
@@ -22,12 +21,7 @@ const ids = { own: '', other: '', log: '', otherLog: '' }
 beforeAll(async () => {
   store = memoryStore()
   hooks = createWebhooks({ store, dispatch: false, maxEventBytes: 4_096, onError: () => {} })
-  app = new Hono()
-  app.route('/api/v3', webhookApi(hooks, {
-    company: (c) => TOKENS[c.req.header('authorization')?.replace(/^Bearer /, '') ?? ''],
-    maxBodyBytes: 8_192,
-    onError: (e) => internal.push(e),
-  }))
+  app = apiApp(hooks, internal, { maxBodyBytes: 8_192 })
   const own = await hooks.registry.create(COMPANY, { name: 'a', code: 'a', trigger: 'create-edit-delete-task', url: 'https://example.com/a' })
   const other = await hooks.registry.create(OTHER_COMPANY, { name: 'b', code: 'b', trigger: 'create-edit-delete-task', url: 'https://example.com/b' })
   ids.own = own.webhook._id

@@ -1,11 +1,10 @@
-import { Hono } from 'hono'
+import type { Hono } from 'hono'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { type Webhooks } from 'cotwebhook'
-import { webhookApi } from 'cotwebhook/hono'
 import { COMPANY, OTHER_COMPANY, closeAll, engine, taskEvent, taskWebhook } from '../helpers/fixtures.js'
+import { apiApp } from '../helpers/api-app.js'
 import { startReceiver, type Receiver } from '../helpers/receiver.js'
 
-const TOKENS: Record<string, string> = { 'token-a': COMPANY, 'token-b': OTHER_COMPANY }
 let hooks: Webhooks
 let app: Hono
 let receiver: Receiver
@@ -14,15 +13,7 @@ const errors: unknown[] = []
 beforeEach(async () => {
   receiver = await startReceiver((_req, i) => ({ status: i === 0 ? 500 : 200 }))
   hooks = engine({ retry: { schedule: [] }, maxEventBytes: 4_096 })
-  app = new Hono()
-  app.route(
-    '/api/v3',
-    webhookApi(hooks, {
-      company: (c) => TOKENS[c.req.header('authorization')?.replace(/^Bearer /, '') ?? ''],
-      maxBodyBytes: 8_192,
-      onError: (e) => errors.push(e),
-    }),
-  )
+  app = apiApp(hooks, errors, { maxBodyBytes: 8_192 })
 })
 afterEach(async () => {
   await closeAll()

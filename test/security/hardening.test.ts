@@ -59,6 +59,23 @@ describe('circuit breaker', () => {
     expect((await engineHooks.health(COMPANY, webhook._id)).circuit).toBe('closed')
   })
 
+  it('an edit keeps the counts; a new URL or turning it on again starts afresh', async () => {
+    const r = await receiver(() => ({ status: 500 }))
+    const engineHooks = engine({ retry: { schedule: [] }, circuitBreaker: { failureThreshold: 2, cooldownMs: 60_000 } })
+    const { webhook } = await engineHooks.registry.create(COMPANY, taskWebhook(r.url))
+    for (let n = 0; n < 2; n++) {
+      await engineHooks.emit(taskEvent(n))
+      await engineHooks.drain()
+    }
+    const open = await engineHooks.health(COMPANY, webhook._id)
+    expect(open).toMatchObject({ circuit: 'open', consecutiveFailures: 2 })
+    await engineHooks.registry.update(COMPANY, webhook._id, { description: 'nothing to see' })
+    await engineHooks.registry.rotateSecret(COMPANY, webhook._id)
+    expect(await engineHooks.health(COMPANY, webhook._id)).toMatchObject({ circuit: 'open', consecutiveFailures: 2 })
+    await engineHooks.registry.update(COMPANY, webhook._id, { url: `${r.url}/moved` })
+    expect(await engineHooks.health(COMPANY, webhook._id)).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 })
+  })
+
   it('a failed probe opens the circuit again and the delivery keeps its attempts', async () => {
     const r = await receiver(() => ({ status: 503 }))
     const hooks = recorder()

@@ -1,6 +1,6 @@
 import { raw } from 'hono/html'
 import type { Child } from 'hono/jsx'
-import type { HealthReport } from '../../engine.js'
+import type { HealthReport } from '../../endpoint-guard.js'
 import type { COTWebhook, COTWebhookLog } from '../../model.js'
 import { CONTEXT_FIELDS, TRIGGERS, TRIGGER_NAMES, contextApplies, type ContextField } from '../../triggers.js'
 import { DeliveryChart } from './chart.js'
