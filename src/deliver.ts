@@ -196,12 +196,13 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
       if (openUntil !== undefined) opened = { company: delivery.company, webhookId: delivery.webhookId, state: 'open', until: openUntil }
       ctx.health.attemptFailed(delivery.webhookId, ctx.now())
       if (result.outcome === 'gone') {
-        // 410: the receiver says the subscription is over. Record, stop, and turn the webhook off.
+        // 410: the receiver says the subscription is over. Turn the webhook off, then record and stop:
+        // in that order, so the webhook's next delivery (claimable once this one is final) finds it off.
+        await ctx.disable(delivery.company, delivery.webhookId, 'gone')
         await settle({ state: 'failed', attempt: result.attempt, response: result.response })
         tellOpened()
         ctx.hook('attemptFailed', { ...ref, attempt: result.attempt, attemptNumber: made, willRetry: false })
         ctx.hook('deliveryExhausted', { ...ref, attempts: made, response: result.response })
-        await ctx.disable(delivery.company, delivery.webhookId, 'gone')
         return
       }
       throw new FailedAttempt(result)
@@ -215,12 +216,13 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     if (!(error instanceof FailedAttempt)) throw error
     const { attempt: record, response, retryAfterMs } = error.result
     if (made >= maxAttempts) {
+      // Turned off before the delivery is final, as for a 410: the next one must find the webhook off.
+      const disable = ctx.health.exhausted(delivery.webhookId, ctx.now())
+      if (disable) await ctx.disable(delivery.company, delivery.webhookId, disable)
       await settle({ state: 'failed', attempt: record, response })
       tellOpened()
       ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: false })
       ctx.hook('deliveryExhausted', { ...ref, attempts: made, response })
-      const disable = ctx.health.exhausted(delivery.webhookId, ctx.now())
-      if (disable) await ctx.disable(delivery.company, delivery.webhookId, disable)
       throw new Settled()
     }
     // Retry-After replaces the scheduled delay and still uses up an attempt.

@@ -89,7 +89,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     for (const wake of current) wake()
   }
 
-  // Resolves when the loop next finishes a round, or after `ms` at the latest.
+  // Resolves when there is news for a waiter (a run started or ended, the store failed), or after `ms`
+  // at the latest. A round of the loop that found nothing is no news: waking on it would spin.
   const activity = async (ms: number) => {
     let timeout: ReturnType<typeof setTimeout> | undefined
     await new Promise<void>((resolve) => {
@@ -112,9 +113,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       .catch(onError)
       .finally(() => {
         runs.delete(task)
+        notify()
         kick()
       })
     runs.add(task)
+    notify()
   }
 
   async function pump() {
@@ -149,9 +152,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       onError(error)
       backoffUntil = now() + STORE_ERROR_BACKOFF_MS
       arm(STORE_ERROR_BACKOFF_MS)
+      notify() // flush() gives up after repeated failures: it must hear of each
     } finally {
       pumping = undefined
-      notify()
       if (again && !closed) kick()
     }
   }
@@ -187,7 +190,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           if (!runs.size) return
           continue
         }
-        // Work may have been committed that told nobody (a host transaction, no poll): look for it.
+        // Open work that is not ours to run now: a retry not yet due (the loop's timer claims it when it
+        // is), another instance's lease, or work committed that told nobody (a host transaction, no poll).
+        // Look again when a run starts or ends, or after `recheck`: never in a tight loop.
         kick()
         await activity(recheck)
       }

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { VERSION, verifyWebhook } from 'cotwebhook'
 import { nodeSigner, nodeTransport, type NodeTransport } from 'cotwebhook/node'
 import { COMPANY, closeAll, engine, taskEvent, taskWebhook, useTransport } from './helpers/fixtures.js'
-import { startReceiver, type Receiver } from './helpers/receiver.js'
+import { heldAnswers, startReceiver, until, type Receiver } from './helpers/receiver.js'
 
 let receiver: Receiver
 afterEach(async () => {
@@ -134,16 +134,25 @@ describe(`a delivery (${transportName} transport)`, () => {
   })
 
   it('times out a slow receiver and retries', async () => {
-    receiver = await startReceiver((_, i) => (i === 0 ? { delayMs: 1_000, status: 200 } : { status: 200 }))
-    const hooks = engine({ timeoutMs: 150, retry: { schedule: [5] } })
-    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
-    await hooks.emit(taskEvent())
-    await hooks.drain()
-    const [log] = await hooks.logs(COMPANY, webhook._id)
-    expect(log).toMatchObject({ state: 'succeeded', retry: 1 })
-    expect(log!.attempts[0]).toMatchObject({ status: 409, error: 'timeout: no complete response within 150 ms' })
-    expect(log!.attempts[0]!.durationMs).toBeGreaterThanOrEqual(140)
-    expect(log!.attempts[0]!.durationMs).toBeLessThan(1_000)
+    // The first answer never comes (it is held until the test ends): only the timeout can end that attempt.
+    const gate = heldAnswers()
+    receiver = await startReceiver((_, i) => (i === 0 ? gate.hold() : { status: 200 }))
+    try {
+      const hooks = engine({ timeoutMs: 300, retry: { schedule: [5] } })
+      const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+      const started = performance.now()
+      await hooks.emit(taskEvent())
+      await hooks.drain()
+      const elapsed = performance.now() - started
+      const [log] = await hooks.logs(COMPANY, webhook._id)
+      expect(log).toMatchObject({ state: 'succeeded', retry: 1 })
+      expect(log!.attempts[0]).toMatchObject({ status: 409, error: 'timeout: no complete response within 300 ms' })
+      // At least the timeout, and no more than the whole run took (a duration in other units would not fit).
+      expect(log!.attempts[0]!.durationMs).toBeGreaterThanOrEqual(300 - 1)
+      expect(log!.attempts[0]!.durationMs).toBeLessThanOrEqual(Math.ceil(elapsed))
+    } finally {
+      gate.open()
+    }
   })
 
   it('times out a receiver that sends headers and then stalls the body', async () => {
@@ -176,12 +185,16 @@ describe(`a delivery (${transportName} transport)`, () => {
   })
 
   it('ends failed without a request when its webhook was deactivated meanwhile', async () => {
-    receiver = await startReceiver((request) => ({ status: 200, delayMs: request.body.includes('"n":0') ? 300 : 0 }))
+    // The first delivery's answer waits for the deactivation: the second is still queued behind it.
+    const gate = heldAnswers()
+    receiver = await startReceiver((request) => (request.body.includes('"n":0') ? gate.hold() : { status: 200 }))
     const hooks = engine()
     const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
     await hooks.emit(taskEvent(0))
     const second = await hooks.emit(taskEvent(1))
+    await until(() => gate.held === 1, 15_000, 'the first delivery in flight')
     await hooks.registry.update(COMPANY, webhook._id, { isActive: false })
+    gate.open()
     await hooks.drain()
     expect(receiver.requests).toHaveLength(1)
     const log = (await hooks.logs(COMPANY, webhook._id)).find((l) => l._id === second.deliveries[0]!.id)

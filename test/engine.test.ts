@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { NotFoundError, VERSION, ValidationError, memoryStore, objectId, type Store } from 'cotwebhook'
 import { COMPANY, OTHER_COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
-import { startReceiver, type Receiver } from './helpers/receiver.js'
+import { startReceiver, until, type Receiver } from './helpers/receiver.js'
 
 let receiver: Receiver
 afterEach(async () => {
@@ -110,17 +110,80 @@ describe('drain()', () => {
     const hooks = engine()
     await expect(hooks.drain()).resolves.toBeUndefined()
   })
+
+  /**
+   * A memory store that counts the calls made to it. Past 100 calls of a kind each call also yields to
+   * the event loop, so a drain that spins fails this test with its count instead of freezing the process
+   * (a spin on microtasks starves every timer, vitest's own included).
+   */
+  const countingStore = () => {
+    const inner = memoryStore()
+    const calls = { claim: 0, nextWakeAt: 0, openCount: 0 }
+    const counted = async <T>(kind: keyof typeof calls, call: () => Promise<T>): Promise<T> => {
+      if (++calls[kind] > 100) await new Promise((r) => setTimeout(r, 0))
+      return call()
+    }
+    const store: Store = {
+      ...inner,
+      claim: (o) => counted('claim', () => inner.claim(o)),
+      nextWakeAt: (n, o) => counted('nextWakeAt', () => inner.nextWakeAt(n, o)),
+      openCount: () => counted('openCount', () => inner.openCount()),
+    }
+    return { store, calls }
+  }
+
+  it('waits for a retry handed back to the store without spinning', async () => {
+    receiver = await startReceiver((_, i) => ({ status: i === 0 ? 500 : 200 }))
+    const { store, calls } = countingStore()
+    // The retry is due 300 ms later and waits in the store, not in process.
+    const hooks = engine({ store, pollIntervalMs: 100, retry: { schedule: [300], maxInProcessDelayMs: 0 } })
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    await hooks.emit(taskEvent())
+    await hooks.drain()
+    expect(receiver.requests).toHaveLength(2)
+    expect((await hooks.logs(COMPANY, webhook._id))[0]).toMatchObject({ state: 'succeeded', retry: 1 })
+    // A look per poll (100 ms) and one per run, not one per turn of the loop (which was ~600 a millisecond).
+    expect(calls.openCount).toBeLessThan(50)
+    expect(calls.claim).toBeLessThan(50)
+    expect(calls.nextWakeAt).toBeLessThan(50)
+  })
+
+  it('in an engine that only emits, looks at the store once per poll', async () => {
+    receiver = await startReceiver()
+    const { store, calls } = countingStore()
+    const emitter = engine({ store, dispatch: false, pollIntervalMs: 100 })
+    await emitter.registry.create(COMPANY, taskWebhook(receiver.url))
+    await emitter.emit(taskEvent())
+    const draining = emitter.drain()
+    await until(() => calls.openCount >= 3, 15_000, 'three looks at the store')
+    const worker = engine({ store: emitter.store })
+    await draining
+    await worker.drain()
+    expect(receiver.requests).toHaveLength(1)
+    // Three looks took at least two poll intervals; a spinning drain made thousands meanwhile.
+    expect(calls.openCount).toBeLessThan(10)
+  })
 })
 
 describe('close()', () => {
   it('resolves only once a claim under way has given its deliveries back', async () => {
     receiver = await startReceiver()
     const inner = memoryStore()
+    // A slow database: the claim answers only when the test says, after close() has been called.
+    let started!: () => void
+    const claimStarted = new Promise<void>((resolve) => (started = resolve))
+    let answer!: () => void
+    const answered = new Promise<void>((resolve) => (answer = resolve))
+    let holding = true
     const store: Store = {
       ...inner,
       claim: async (options) => {
         const claimed = await inner.claim(options)
-        await new Promise((r) => setTimeout(r, 50)) // a slow database
+        if (holding && claimed.length) {
+          holding = false
+          started()
+          await answered
+        }
         return claimed
       },
     }
@@ -128,8 +191,13 @@ describe('close()', () => {
     await setup.registry.create(COMPANY, taskWebhook(receiver.url))
     await setup.emit(taskEvent())
     const hooks = engine({ store })
-    await new Promise((r) => setTimeout(r, 10)) // its first claim is under way
-    await hooks.close()
+    await claimStarted
+    let closed = false
+    const closing = hooks.close().then(() => (closed = true))
+    await new Promise((r) => setTimeout(r, 0))
+    expect(closed).toBe(false) // still waiting for the claim under way
+    answer()
+    await closing
     const next = await inner.claim({ now: Date.now(), limit: 10, leaseMs: 1_000, owner: 'next', ordered: true })
     expect(next).toHaveLength(1) // not left leased by the closed engine
     expect(receiver.requests).toHaveLength(0)
@@ -149,11 +217,16 @@ describe('a failing store', () => {
       },
     }
     const errors: unknown[] = []
-    const hooks = engine({ store, timeoutMs: 100, leaseMs: 300, onError: (e) => errors.push(e) })
+    // The lease runs out when the test moves the engine's clock, not after a race with a short timeout.
+    let offset = 0
+    const hooks = engine({ store, now: () => Date.now() + offset, pollIntervalMs: 10, onError: (e) => errors.push(e) })
     const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
     await hooks.emit(taskEvent())
-    await hooks.drain()
+    await until(() => errors.length === 1, 15_000, 'the failed settle to be reported')
     expect(String(errors[0])).toContain('store unavailable')
+    expect(receiver.requests).toHaveLength(1)
+    offset += 60_001 // past the default lease
+    await hooks.drain()
     // Sent twice: the first attempt's outcome could not be recorded. At-least-once, never lost.
     expect(receiver.requests).toHaveLength(2)
     expect((await hooks.logs(COMPANY, webhook._id))[0]).toMatchObject({ state: 'succeeded', retry: 0 })

@@ -353,18 +353,23 @@ describe('createMatcher over a store', () => {
     let release!: () => void
     const gate = new Promise<void>((resolve) => (release = resolve))
     let held = true
+    let read!: () => void
+    const listRead = new Promise<void>((resolve) => (read = resolve))
     const store: Store = {
       ...inner,
       activeWebhooks: async (company, trigger) => {
         const list = await inner.activeWebhooks(company, trigger)
-        if (held) await gate
+        if (held) {
+          read()
+          await gate
+        }
         return list
       },
     }
     const matcher = createMatcher({ store })
     const pending = matcher.match(event())
     // The read above has its (old) list; a write and its invalidation happen before it returns.
-    await new Promise((resolve) => setTimeout(resolve, 10))
+    await listRead
     const second = webhookRecord(COMPANY)
     await inner.insertWebhook(second)
     matcher.invalidate(COMPANY)

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import { memoryStore, type Store } from 'cotwebhook'
 import { COMPANY, closeAll, engine, nOf, taskEvent, taskWebhook } from './helpers/fixtures.js'
-import { startReceiver, type Receiver } from './helpers/receiver.js'
+import { heldAnswers, startReceiver, until, type Receiver } from './helpers/receiver.js'
 
 const receivers: Receiver[] = []
 afterEach(async () => {
@@ -42,30 +43,39 @@ describe('per-webhook order (the default)', () => {
   })
 
   it('keeps order per webhook while different webhooks proceed concurrently', async () => {
-    const slow = await receive(() => ({ status: 200, delayMs: 40 }))
+    // The slow endpoint holds every answer until the test lets it go: the fast one must finish all five
+    // while the slow one has its first still unanswered.
+    const gate = heldAnswers()
+    const slow = await receive(() => gate.hold())
     const fast = await receive(() => ({ status: 200 }))
     const hooks = engine()
     await hooks.registry.create(COMPANY, taskWebhook(`${slow.url}/slow`))
     await hooks.registry.create(COMPANY, taskWebhook(`${fast.url}/fast`))
     for (let n = 0; n < 5; n++) await hooks.emit(taskEvent(n))
+    await until(() => fast.requests.length === 5, 15_000, 'the fast endpoint to get all five')
+    expect(slow.requests).toHaveLength(1)
+    expect(gate.held).toBe(1)
+    gate.open()
     await hooks.drain()
     expect(slow.requests.map((r) => nOf(r.body))).toEqual([0, 1, 2, 3, 4])
     expect(fast.requests.map((r) => nOf(r.body))).toEqual([0, 1, 2, 3, 4])
     expect(slow.maxInFlight).toBe(1)
-    // The fast endpoint did not wait for the slow one.
-    expect(fast.requests.at(-1)!.at).toBeLessThan(slow.requests.at(-1)!.at)
   })
 })
 
 describe("ordering: 'none'", () => {
   it('sends a webhook’s deliveries concurrently', async () => {
-    const receiver = await receive(() => ({ status: 200, delayMs: 100 }))
+    // Every answer is held until all six are in: they can only all arrive if they were sent together.
+    const gate = heldAnswers()
+    const receiver = await receive(() => gate.hold())
     const hooks = engine({ ordering: 'none' })
     await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
     for (let n = 0; n < 6; n++) await hooks.emit(taskEvent(n))
+    await until(() => gate.held === 6, 15_000, 'six requests in flight at once')
+    gate.open()
     await hooks.drain()
     expect(receiver.requests).toHaveLength(6)
-    expect(receiver.maxInFlight).toBeGreaterThan(1)
+    expect(receiver.maxInFlight).toBe(6)
   })
 
   it('is the only other ordering', () => {
@@ -75,11 +85,20 @@ describe("ordering: 'none'", () => {
 
 describe('the global concurrency limit', () => {
   it('bounds deliveries in flight across webhooks', async () => {
-    const receiver = await receive(() => ({ status: 200, delayMs: 60 }))
+    // Answers are held and let go three at a time: the receiver sees the limit itself, not a race.
+    const gate = heldAnswers()
+    const receiver = await receive(() => gate.hold())
     const hooks = engine({ concurrency: 3 })
     for (let i = 0; i < 8; i++) await hooks.registry.create(COMPANY, taskWebhook(`${receiver.url}/${i}`))
     await hooks.emit(taskEvent())
-    await hooks.drain()
+    const drained = hooks.drain()
+    for (let answered = 0; answered < 8; ) {
+      const expected = Math.min(3, 8 - answered)
+      await until(() => gate.held === expected, 15_000, `${expected} requests held after ${answered} answered`)
+      answered += expected
+      gate.release(expected)
+    }
+    await drained
     expect(receiver.requests).toHaveLength(8)
     expect(receiver.maxInFlight).toBe(3)
   })
@@ -87,35 +106,55 @@ describe('the global concurrency limit', () => {
   it('is not taken by deliveries waiting for a retry: a healthy webhook goes first', async () => {
     const failing = await receive(() => ({ status: 500 }))
     const healthy = await receive(() => ({ status: 200 }))
-    const hooks = engine({ concurrency: 2, retry: { schedule: [1_500] } })
-    await hooks.registry.create(COMPANY, taskWebhook(`${failing.url}/1`))
-    await hooks.registry.create(COMPANY, taskWebhook(`${failing.url}/2`))
-    await hooks.emit(taskEvent(0)) // both failing webhooks take the two slots, then wait 1.5 s
+    // The retries wait 30 s in process: only a slot freed by their waiting lets the healthy one through.
+    const hooks = engine({ concurrency: 2, retry: { schedule: [30_000] } })
+    const ids = [
+      (await hooks.registry.create(COMPANY, taskWebhook(`${failing.url}/1`))).webhook._id,
+      (await hooks.registry.create(COMPANY, taskWebhook(`${failing.url}/2`))).webhook._id,
+    ]
+    await hooks.emit(taskEvent(0)) // both failing webhooks take the two slots, then wait for their retry
+    const waiting = async () => (await Promise.all(ids.map((id) => hooks.logs(COMPANY, id)))).every(([log]) => log?.attempts.length === 1 && log.state === 'pending')
+    await until(waiting, 15_000, 'both failed attempts recorded')
     await hooks.registry.create(COMPANY, taskWebhook(healthy.url))
     await hooks.emit(taskEvent(1))
-    await hooks.drain()
-    expect(failing.requests).toHaveLength(8) // 2 webhooks × 2 events × 2 attempts
-    const retries = failing.requests.filter((r, i) => failing.requests.findIndex((q) => q.headers['webhook-id'] === r.headers['webhook-id']) !== i)
-    expect(healthy.requests).toHaveLength(1)
-    // The healthy delivery did not wait for the failing ones' retries.
-    expect(healthy.requests[0]!.at).toBeLessThan(Math.min(...retries.map((r) => r.at)))
+    await until(() => healthy.requests.length === 1, 15_000, 'the healthy delivery, while the retries still wait')
+    // Nothing more reached the failing endpoint: its retries are still waiting, their next events behind them.
+    expect(failing.requests).toHaveLength(2)
   })
 
-  it('does not let a retry queued for a send slot lose its lease and be sent twice', async () => {
-    // Six retries wake at once and queue for one slot; each send takes longer than a sixth of the lease.
-    const seen = new Map<string, number>()
-    const receiver = await receive((request) => {
-      const id = request.headers['webhook-id']!
-      const n = (seen.get(id) ?? 0) + 1
-      seen.set(id, n)
-      return n === 1 ? { status: 500 } : { status: 200, delayMs: 150 }
-    })
+  it('renews the lease of a delivery that waited for a slot before sending it, so it is never sent twice', async () => {
+    // B waits in line for its host's only slot while A is out. The engine's clock is the test's: while B
+    // waits, its lease runs short; once B is out, the clock passes B's first lease. Only a lease renewed
+    // before sending keeps the loop (polling every 10 ms, counted) from taking B over and sending it again.
+    let offset = 0
+    const gate = heldAnswers()
+    const receiver = await receive(() => gate.hold())
+    const inner = memoryStore()
+    let claims = 0
+    const store: Store = { ...inner, claim: (options) => (claims++, inner.claim(options)) }
     const errors: unknown[] = []
-    const hooks = engine({ concurrency: 1, leaseMs: 400, timeoutMs: 200, retry: { schedule: [50] }, onError: (e) => errors.push(e) })
-    for (let i = 0; i < 6; i++) await hooks.registry.create(COMPANY, taskWebhook(`${receiver.url}/${i}`))
+    const hooks = engine({
+      store,
+      now: () => Date.now() + offset,
+      pollIntervalMs: 10,
+      leaseMs: 10_000,
+      timeoutMs: 5_000,
+      rateLimit: { hostConcurrency: 1 },
+      onError: (e) => errors.push(e),
+    })
+    await hooks.registry.create(COMPANY, taskWebhook(`${receiver.url}/a`))
+    await hooks.registry.create(COMPANY, taskWebhook(`${receiver.url}/b`))
     await hooks.emit(taskEvent())
+    await until(() => gate.held === 1, 15_000, 'A out, B waiting for the host')
+    offset += 6_000 // B's lease now has less left than an attempt may take
+    gate.release(1)
+    await until(() => gate.held === 1 && receiver.requests.length === 2, 15_000, 'B out')
+    offset += 5_000 // past B's first lease
+    const seen = claims
+    await until(() => claims >= seen + 5, 15_000, 'five more rounds of the loop')
+    gate.open()
     await hooks.drain()
-    expect([...seen.values()]).toEqual([2, 2, 2, 2, 2, 2]) // one failure and one success each, no extra sends
+    expect(receiver.requests.map((r) => r.path)).toEqual(['/a', '/b'])
     expect(errors).toEqual([])
   })
 

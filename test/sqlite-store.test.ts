@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runStoreConformance } from 'cotwebhook/testing'
+import type { Store } from 'cotwebhook'
 import { sqliteStore, type SqliteStore } from 'cotwebhook/sqlite'
 import { COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
-import { startReceiver, until } from './helpers/receiver.js'
+import { heldAnswers, startReceiver, until } from './helpers/receiver.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'cotwebhook-sqlite-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -88,7 +89,7 @@ describe('the transactional outbox on SQLite', () => {
       expect(await store.openCount()).toBe(0) // not visible before the host commits
       host.exec('COMMIT')
 
-      await until(async () => receiver.requests.length === 1, 5_000, 'the committed delivery')
+      await until(async () => receiver.requests.length === 1, 15_000, 'the committed delivery')
       await hooks.drain()
       expect(receiver.requests.map((r) => r.headers['webhook-id'])).toEqual([committed.deliveries[0]!.id])
       expect(await store.getDelivery(COMPANY, rolledBack.deliveries[0]!.id)).toBeUndefined()
@@ -102,38 +103,45 @@ describe('the transactional outbox on SQLite', () => {
   })
 
   it('never stalls the process while a host transaction holds the write lock, and delivers once it commits', async () => {
-    const receiver = await startReceiver()
+    // The answer is held until the host has the lock, so the attempt's settle is sure to need it.
+    const gate = heldAnswers()
+    const receiver = await startReceiver(() => gate.hold())
     try {
       const path = file()
-      const store = await migrated(sqliteStore(path))
+      const inner = await migrated(sqliteStore(path))
+      // Counts the engine's settles, so the test knows when one is waiting for the lock.
+      let settles = 0
+      const store: Store = { ...inner, settle: (lease, settlement) => (settles++, inner.settle(lease, settlement)) }
       const hooks = engine({ store, pollIntervalMs: 20 })
       await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
       const host = new Database(path)
       host.exec('CREATE TABLE notes (n INTEGER)')
-      await hooks.emit(taskEvent(1)) // committed: its attempt's settle will need the write lock
+      const { deliveries } = await hooks.emit(taskEvent(1)) // committed: its attempt's settle will need the write lock
+      await until(() => gate.held === 1, 15_000, 'the attempt sent')
       host.exec('BEGIN IMMEDIATE')
       host.prepare('INSERT INTO notes VALUES (1)').run()
-      // Measure the longest gap between timer ticks while the host holds the lock across awaits.
-      let last = performance.now()
-      let longest = 0
-      const ticker = setInterval(() => {
-        longest = Math.max(longest, performance.now() - last)
-        last = performance.now()
-      }, 5)
-      await new Promise((r) => setTimeout(r, 400))
+      gate.open()
+      await until(() => settles >= 1, 15_000, 'the attempt made and its settle waiting for the lock')
+      // The process goes on while that settle waits: turns of the event loop keep coming. (SQLite's own
+      // busy handler would block inside the settle for its whole timeout, then fail it: the delivery would
+      // stay leased and drain() below would not end within the test's time.)
+      for (let turn = 0; turn < 20; turn++) await new Promise((r) => setTimeout(r, 1))
+      expect(receiver.requests).toHaveLength(1)
+      expect((await inner.getDelivery(COMPANY, deliveries[0]!.id))?.attempts).toEqual([]) // not recorded yet: the lock is the host's
       host.exec('COMMIT')
       await hooks.drain()
-      clearInterval(ticker)
-      expect(longest).toBeLessThan(200) // before: SQLite's busy handler blocked the process for its whole timeout
       expect(receiver.requests).toHaveLength(1)
+      expect((await inner.getDelivery(COMPANY, deliveries[0]!.id))?.state).toBe('succeeded')
       expect(await store.openCount()).toBe(0)
       host.close()
       await closeAll()
-      await store.close()
+      await inner.close()
     } finally {
+      gate.open()
       await receiver.close()
     }
   })
+
 
   it('refuses the store’s own connection as tx, since its claims would join the host transaction', async () => {
     const db = new Database(':memory:')

@@ -88,11 +88,60 @@ export async function startReceiver(responder: Responder = () => ({ status: 200,
 
 export { realSleep }
 
-/** Polls (in real time) until `check` holds, or fails after `timeoutMs`. */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+/**
+ * Polls (in real time) until `check` holds, or fails after `timeoutMs`. The bound is a guard against a
+ * hang, never a measure of speed: it is long (15 s by default, under vitest's 20 s test timeout) so a
+ * machine busy with other work still passes.
+ */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
   const deadline = performance.now() + timeoutMs
   while (!(await check())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await realSleep(5)
+  }
+}
+
+/** Answers held until the test lets them go, from {@link heldAnswers}. */
+export interface HeldAnswers {
+  /** Use in a responder: resolves to `reply` once released (at once after `open()`). */
+  hold(reply?: Reply): Promise<Reply>
+  /** How many answers are held now. */
+  readonly held: number
+  /** Lets the oldest `n` held answers go. */
+  release(n?: number): void
+  /** Lets every held answer go, and holds none from now on. */
+  open(): void
+}
+
+/**
+ * A receiver's answers held until the test releases them, so the moment a request completes is
+ * decided by the test, not by how busy the machine is.
+ *
+ * @example
+ * ```ts
+ * const gate = heldAnswers()
+ * const receiver = await startReceiver(() => gate.hold({ status: 200 }))
+ * await until(() => gate.held === 3)
+ * gate.open()
+ * ```
+ */
+export function heldAnswers(reply: Reply = { status: 200 }): HeldAnswers {
+  const waiting: Array<() => void> = []
+  let opened = false
+  return {
+    hold(answer = reply) {
+      if (opened) return Promise.resolve(answer)
+      return new Promise((resolve) => waiting.push(() => resolve(answer)))
+    },
+    get held() {
+      return waiting.length
+    },
+    release(n = 1) {
+      for (const go of waiting.splice(0, n)) go()
+    },
+    open() {
+      opened = true
+      for (const go of waiting.splice(0)) go()
+    },
   }
 }

@@ -1,9 +1,9 @@
 import { createHmac } from 'node:crypto'
 import { Webhook } from 'standardwebhooks'
 import { afterEach, describe, expect, it } from 'vitest'
-import { EventTooLargeError, type OperatorHooks } from 'cotwebhook'
+import { EventTooLargeError, memoryStore, type OperatorHooks, type Store } from 'cotwebhook'
 import { COMPANY, OTHER_COMPANY, closeAll, engine, nOf, taskEvent, taskWebhook } from '../helpers/fixtures.js'
-import { startReceiver, until, type Receiver } from '../helpers/receiver.js'
+import { heldAnswers, startReceiver, until, type Receiver } from '../helpers/receiver.js'
 
 const receivers: Receiver[] = []
 async function receiver(...args: Parameters<typeof startReceiver>): Promise<Receiver> {
@@ -29,30 +29,51 @@ function recorder() {
 describe('circuit breaker', () => {
   it('opens after failures in a row, holds attempts back while open, and a half-open probe closes it', async () => {
     let healthy = false
+    // The engine's clock is the test's: the cool-down ends when the test says, not when the machine gets to it.
+    let offset = 0
     const r = await receiver(() => ({ status: healthy ? 200 : 500 }))
     const hooks = recorder()
+    const inner = memoryStore()
+    let claims = 0
+    const store: Store = { ...inner, claim: (options) => (claims++, inner.claim(options)) }
     const engineHooks = engine({
+      store,
+      now: () => Date.now() + offset,
       ordering: 'none',
+      pollIntervalMs: 10,
       retry: { schedule: [5, 5, 5, 5, 5, 5, 5, 5] },
-      circuitBreaker: { failureThreshold: 3, cooldownMs: 300, maxCooldownMs: 300 },
+      circuitBreaker: { failureThreshold: 3, cooldownMs: 600_000, maxCooldownMs: 600_000 },
       on: hooks.on,
     })
     const { webhook } = await engineHooks.registry.create(COMPANY, taskWebhook(r.url))
     for (let n = 0; n < 6; n++) await engineHooks.emit(taskEvent(n))
-    await until(() => hooks.named('circuit').length > 0, 5_000, 'the circuit to open')
+    await until(() => hooks.named('circuit').length > 0, 15_000, 'the circuit to open')
     expect(hooks.named('circuit')[0]).toMatchObject({ webhookId: webhook._id, state: 'open' })
     const health = await engineHooks.health(COMPANY, webhook._id)
     expect(health).toMatchObject({ circuit: 'open', isActive: true })
     expect(health.failedAttempts).toBeGreaterThanOrEqual(3)
-    // While open, nothing is sent: the count stays put for most of the cool-down.
-    const atOpen = r.requests.length
-    await new Promise((resolve) => setTimeout(resolve, 150))
-    expect(r.requests.length - atOpen).toBeLessThanOrEqual(3) // attempts already in flight when it opened
+    // Attempts admitted before it opened may still land; once every delivery is held back (due after the
+    // cool-down), nothing more is sent while it is open, however many rounds the loop makes (counted,
+    // not timed: the clock stays inside the cool-down).
+    const openUntil = hooks.named('circuit')[0]!.until as number
+    const heldBack = async () =>
+      (await engineHooks.logs(COMPANY, webhook._id, { limit: 10 })).every((l) => l.state === 'pending' && Date.parse(l.nextAttemptAt!) >= openUntil)
+    await until(heldBack, 15_000, 'every delivery held back until the cool-down ends')
     const settled = r.requests.length
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(settled).toBeLessThanOrEqual(6 + 3) // every first attempt, and retries admitted before the third failure
+    const seen = claims
+    await until(() => claims >= seen + 5, 15_000, 'five more rounds of the loop')
     expect(r.requests.length).toBe(settled)
+    // The cool-down ends: a probe goes, succeeds and closes the circuit; the clock then runs 20× fast
+    // so deliveries held back while the probe was out come due without real waiting.
     healthy = true
-    await engineHooks.drain()
+    offset += 601_001
+    const fast = setInterval(() => (offset += 100), 5)
+    try {
+      await engineHooks.drain()
+    } finally {
+      clearInterval(fast)
+    }
     const logs = await engineHooks.logs(COMPANY, webhook._id, { limit: 10 })
     expect(logs.map((l) => l.state)).toEqual(Array(6).fill('succeeded'))
     expect(hooks.named('circuit').at(-1)).toMatchObject({ webhookId: webhook._id, state: 'closed' })
@@ -116,28 +137,50 @@ describe('rate limits', () => {
   it('perSecond spaces one webhook\'s attempts and leaves another webhook alone', async () => {
     const slow = await receiver()
     const fast = await receiver()
-    const hooks = engine({ ordering: 'none', rateLimit: { perSecond: (w) => (w.url.startsWith(slow.url) ? 20 : undefined), burst: 1 } })
-    await hooks.registry.create(COMPANY, taskWebhook(slow.url))
-    await hooks.registry.create(COMPANY, taskWebhook(fast.url))
-    for (let n = 0; n < 8; n++) await hooks.emit(taskEvent(n))
-    await hooks.drain()
-    expect(slow.requests).toHaveLength(8)
-    expect(fast.requests).toHaveLength(8)
-    // 8 attempts at 20 per second with a bucket of 1: at least 7 gaps of 50 ms.
-    const span = slow.requests.at(-1)!.at - slow.requests[0]!.at
-    expect(span).toBeGreaterThanOrEqual(7 * 50 - 10)
-    // Deferring used no attempt: every log shows exactly one.
-    for (const w of (await hooks.registry.list(COMPANY)).webhooks) {
-      for (const log of await hooks.logs(COMPANY, w._id, { limit: 10 })) expect(log.attempts).toHaveLength(1)
+    // A clock that moves only between turns of the event loop: an attempt's recorded time is the time
+    // the limiter granted it, so the spacing is the limiter's decision, not the machine's speed.
+    let clock = 1_800_000_000_000
+    const ticker = setInterval(() => (clock += 10), 1)
+    try {
+      const hooks = engine({ now: () => clock, pollIntervalMs: 5, ordering: 'none', rateLimit: { perSecond: (w) => (w.url.startsWith(slow.url) ? 20 : undefined), burst: 1 } })
+      const { webhook: limited } = await hooks.registry.create(COMPANY, taskWebhook(slow.url))
+      const { webhook: free } = await hooks.registry.create(COMPANY, taskWebhook(fast.url))
+      for (let n = 0; n < 8; n++) await hooks.emit(taskEvent(n))
+      await hooks.drain()
+      expect(slow.requests).toHaveLength(8)
+      expect(fast.requests).toHaveLength(8)
+      const startsOf = async (id: string) => {
+        const logs = await hooks.logs(COMPANY, id, { limit: 10 })
+        // Deferring used no attempt: every log shows exactly one.
+        for (const log of logs) expect(log.attempts).toHaveLength(1)
+        return logs.map((l) => Date.parse(l.attempts[0]!.at)).sort((a, b) => a - b)
+      }
+      const limitedStarts = await startsOf(limited._id)
+      // 20 per second with a bucket of 1: every attempt at least 50 ms after the one before.
+      for (let i = 1; i < limitedStarts.length; i++) expect(limitedStarts[i]! - limitedStarts[i - 1]!, `gap ${i}`).toBeGreaterThanOrEqual(50)
+      // The other webhook was not held to that pace (it would need at least 7 × 50 ms).
+      const freeStarts = await startsOf(free._id)
+      expect(freeStarts.at(-1)! - freeStarts[0]!).toBeLessThan(7 * 50)
+    } finally {
+      clearInterval(ticker)
     }
   })
 
   it('hostConcurrency caps requests in flight to one host across its webhooks', async () => {
-    const r = await receiver(() => ({ status: 200, delayMs: 40 }))
+    // Answers are held and let go two at a time: the receiver sees the cap, not a race against 40 ms delays.
+    const gate = heldAnswers()
+    const r = await receiver(() => gate.hold())
     const hooks = engine({ ordering: 'none', concurrency: 16, rateLimit: { hostConcurrency: 2 } })
     for (let i = 0; i < 3; i++) await hooks.registry.create(COMPANY, taskWebhook(`${r.url}/w${i}`))
     for (let n = 0; n < 6; n++) await hooks.emit(taskEvent(n))
-    await hooks.drain()
+    const drained = hooks.drain()
+    for (let answered = 0; answered < 18; ) {
+      const expected = Math.min(2, 18 - answered)
+      await until(() => gate.held === expected, 15_000, `${expected} requests held after ${answered} answered`)
+      answered += expected
+      gate.release(expected)
+    }
+    await drained
     expect(r.requests).toHaveLength(18)
     expect(r.maxInFlight).toBe(2)
   })
@@ -209,6 +252,43 @@ describe('endpoint health', () => {
     expect(hooks.named('webhookDisabled')).toMatchObject([{ webhookId: webhook._id, reason: 'gone' }])
     expect((await engineHooks.health(COMPANY, webhook._id)).isActive).toBe(false)
   })
+  for (const [why, status, options] of [
+    ['a 410', 410, {}],
+    ['the failure threshold', 500, { health: { disableAfterFailures: 1 } }],
+  ] as const) {
+    it(`turned off by ${why}, its next delivery finds it off even when turning it off is slow`, async () => {
+      const r = await receiver(() => ({ status }))
+      const inner = memoryStore()
+      let deactivating = false
+      let finish!: () => void
+      const slowWrite = new Promise<void>((resolve) => (finish = resolve))
+      let claims = 0
+      const store: Store = {
+        ...inner,
+        claim: (claimOptions) => (claims++, inner.claim(claimOptions)),
+        updateWebhook: async (record, version) => {
+          if (!record.webhook.isActive) {
+            deactivating = true
+            await slowWrite
+          }
+          return inner.updateWebhook(record, version)
+        },
+      }
+      const hooks = engine({ store, pollIntervalMs: 5, retry: { schedule: [] }, circuitBreaker: false, ...options })
+      const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(r.url))
+      await hooks.emit(taskEvent(0))
+      const second = await hooks.emit(taskEvent(1))
+      await until(() => deactivating, 15_000, 'the webhook being turned off')
+      // The loop keeps looking meanwhile (counted rounds): the second delivery must not be claimable yet.
+      const seen = claims
+      await until(() => claims >= seen + 3, 15_000, 'three more rounds of the loop')
+      finish()
+      await hooks.drain()
+      expect(r.requests.map((q) => nOf(q.body))).toEqual([0])
+      expect((await hooks.store.getDelivery(COMPANY, second.deliveries[0]!.id))?.response).toBe('not sent: the webhook is inactive')
+      expect((await hooks.registry.get(COMPANY, webhook._id)).isActive).toBe(false)
+    })
+  }
 })
 
 describe('operator hooks', () => {
@@ -252,7 +332,7 @@ describe('operator hooks', () => {
     const { webhook } = await engineHooks.registry.create(COMPANY, taskWebhook(r.url))
     await engineHooks.emit(taskEvent(0))
     await engineHooks.drain()
-    await until(() => errors.length === 2, 2_000, 'both hook errors')
+    await until(() => errors.length === 2, 15_000, 'both hook errors')
     expect(errors.map((e) => (e as Error).message)).toEqual([
       'cotwebhook: the attemptFailed hook failed: metrics down',
       'cotwebhook: the deliveryRecovered hook failed: still down',
