@@ -1,23 +1,24 @@
 import pRetry, { AbortError } from 'p-retry'
-import type { CircuitBreaker } from './circuit-breaker.js'
 import { whenAborted } from './abort-hub.js'
+import type { EndpointGuard } from './endpoint-guard.js'
 import { LeaseLostError } from './errors.js'
-import type { HealthTracker } from './health.js'
-import type { CircuitEvent, DisableReason, HookCaller } from './operator-hooks.js'
-import type { RateLimiter } from './rate-limit.js'
 import type { COTEvent } from './model.js'
+import type { HookCaller } from './operator-hooks.js'
+import type { RateLimiter } from './rate-limit.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
 import { sendAttempt, type AttemptResult } from './sender.js'
 import type { Signer } from './signer.js'
 import type { Transport } from './transport.js'
-import type { ClaimedDelivery, Settlement, Store } from './store.js'
+import type { ClaimedDelivery, EndpointChange, EndpointReport, Settlement, SettleResult, Store } from './store.js'
 import type { UrlPolicy } from './url-guard.js'
 
 /**
  * Runs the attempts of one claimed delivery: p-retry drives them, each attempt is settled in the
- * store before the next is scheduled, short delays are waited here under the lease and long ones
- * are handed back to the store with their due time.
+ * store (with its outcome for the endpoint's shared state) before the next is scheduled, short
+ * delays are waited here under the lease and long ones are handed back to the store with their due
+ * time. In ordered mode the settle that makes a delivery final also leases the webhook's next one,
+ * which the caller runs next.
  */
 
 /** What {@link deliver} needs from the engine. */
@@ -38,6 +39,10 @@ export interface DeliverContext {
   maxResponseBytes: number
   /** Lease length; an in-process wait holds the lease this long past the due time. */
   leaseMs: number
+  /** Per-webhook order: a final settle passes the webhook's queue to its next delivery. */
+  ordered: boolean
+  /** This engine's id in leases. */
+  owner: string
   urlPolicy: UrlPolicy
   transport: Transport
   signer: Signer
@@ -54,16 +59,18 @@ export interface DeliverContext {
   body: (eventId: string, event: COTEvent) => string
   /** Where a lost lease is reported: another claimer took the delivery, which may mean a double send. */
   onError: (error: unknown) => void
-  /** Holds attempts back from endpoints that keep failing. */
-  breaker: CircuitBreaker
-  /** Per-webhook rate and per-host concurrency. */
+  /** Per-host concurrency, and the per-second rate the options give a webhook. */
   limiter: RateLimiter
-  /** Failure runs per webhook, and when to turn a webhook off. */
-  health: HealthTracker
+  /** The endpoint policy, turning webhooks off, the stored rate. */
+  guard: EndpointGuard
   /** The operator hooks, made safe to call. */
   hook: HookCaller
-  /** Turns a webhook off and tells the operator why. */
-  disable: (company: string, webhookId: string, reason: DisableReason) => Promise<void>
+}
+
+/** Where a delivery's run ended: the webhook's next delivery to run (ordered), leased at `at`. */
+export interface DeliverResult {
+  next?: ClaimedDelivery
+  at?: number
 }
 
 // Renew the lease before sending when less than the attempt's timeout and this margin is left
@@ -86,17 +93,38 @@ class Settled extends Error {}
  *
  * @example
  * ```ts
- * for (const claimed of await store.claim(...)) await deliver(context, claimed)
+ * for (const claimed of await store.claim(...)) {
+ *   let next = (await deliver(context, claimed, now)).next // ordered: the webhook's next one, already leased
+ * }
  * ```
  */
-export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedDelivery, claimedAt: number): Promise<void> {
+export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, claimedAt: number): Promise<DeliverResult> {
+  const { delivery, lease } = claimed
   // Serialised once per event: every delivery and attempt of it signs and sends these same bytes.
   const body = ctx.body(delivery.eventId, delivery.event)
   const maxAttempts = ctx.schedule.length + 1
   let made = delivery.attempts.length
   let leaseUntil = claimedAt + ctx.leaseMs
   let lastResponse = delivery.response
-  const settle = (settlement: Omit<Settlement, 'now'>) => ctx.store.settle(lease, { ...settlement, now: ctx.now() })
+  const outcome: DeliverResult = {}
+  const settle = async (settlement: Omit<Settlement, 'now'>): Promise<SettleResult> => {
+    const now = ctx.now()
+    const final = settlement.state !== 'pending'
+    // A final settle in ordered mode passes the webhook's queue on to its next delivery (not while closing).
+    const next = final && ctx.ordered && !ctx.signal.aborted ? { next: { owner: ctx.owner, leaseMs: ctx.leaseMs } } : {}
+    const result = (await ctx.store.settle(lease, { ...settlement, ...next, now })) ?? {}
+    if (result.next) {
+      outcome.next = result.next
+      outcome.at = now
+    }
+    return result
+  }
+  const report = (outcome: EndpointReport['outcome'], exhausted = false): EndpointReport => ({ outcome, exhausted, policy: ctx.guard.policy })
+  const ref = { company: delivery.company, webhookId: delivery.webhookId, deliveryId: delivery.id, eventId: delivery.eventId }
+  // The circuit's transitions are told by the engine whose settle made them, after the settle.
+  const tellCircuit = (change: EndpointChange | undefined) => {
+    if (change?.circuit) ctx.hook('circuit', { company: ref.company, webhookId: ref.webhookId, ...change.circuit })
+  }
 
   // A run may wait for a send slot (behind others' sends) long enough for its lease to run short:
   // renew it before sending, so no other claimer takes the delivery while this one is sending it.
@@ -110,10 +138,9 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
 
   if (made >= maxAttempts) {
     // Claimed after its last attempt was recorded but before it was marked failed (a crash between the two).
-    return settleQuietly(settle({ state: 'failed', response: delivery.response }))
+    await settleQuietly(settle({ state: 'failed', response: delivery.response }))
+    return outcome
   }
-
-  const ref = { company: delivery.company, webhookId: delivery.webhookId, deliveryId: delivery.id, eventId: delivery.eventId }
 
   // Ends the delivery without a request (it can never be sent) and tells the operator.
   const giveUp = async (response: string) => {
@@ -122,18 +149,14 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     throw new Settled()
   }
 
-  // Hands the delivery back, due at `until`, without using an attempt: a limit or an open circuit.
+  // Hands the delivery back, due at `until`, without using an attempt (a full host).
   const defer = async (until: number) => {
     await settle({ state: 'pending', response: lastResponse, nextAttemptAt: until })
     throw new Settled()
   }
 
-  // A circuit opened by the last attempt, told once that attempt is in the store.
-  let opened: CircuitEvent | undefined
-  const tellOpened = () => {
-    if (opened) ctx.hook('circuit', opened)
-    opened = undefined
-  }
+  // Retries of a webhook under a per-second limit go back to the store, whose claims keep the pace.
+  let paced = false
 
   /** One attempt: settles success and final outcomes itself, throws FailedAttempt for a retryable one. */
   const attempt = async (): Promise<void> => {
@@ -143,72 +166,62 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
       const why = !target ? 'the webhook no longer exists' : target.unsafe ?? 'the webhook is inactive'
       return giveUp(`not sent: ${why}`)
     }
-    const admission = ctx.breaker.admit(delivery.webhookId, ctx.now())
-    if (!admission.ok) return defer(admission.until)
-    let reported = false
-    try {
-      const rate = ctx.limiter.take(target.webhook, ctx.now())
-      if (!rate.ok) return await defer(rate.until)
-      let release = ctx.limiter.trySlot(target.webhook.url)
-      if (!release) {
-        // The host is full: wait in line without a send slot, as long as the lease leaves time to send.
-        ctx.waiting(1)
-        try {
-          release = await ctx.limiter.waitSlot(target.webhook.url, leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS, ctx.signal)
-        } finally {
-          ctx.waiting(-1)
-        }
-        if (!release) return await defer(ctx.now() + HOST_RETRY_MS)
-      }
-      let result: AttemptResult
-      try {
-        result = await ctx.sends(async () => {
-          await keepLease()
-          return sendAttempt({
-            url: target.webhook.url,
-            id: delivery.id,
-            body,
-            keys: target.keys,
-            signer: ctx.signer,
-            timeoutMs: ctx.timeoutMs,
-            maxResponseBytes: ctx.maxResponseBytes,
-            maxRetryAfterMs: ctx.maxRetryAfterMs,
-            transport: ctx.transport,
-            now: ctx.now,
-          })
-        })
-      } finally {
-        release()
-      }
-      made++
-      lastResponse = result.response
-      reported = true
-      if (result.outcome === 'success') {
-        const closed = ctx.breaker.success(delivery.webhookId)
-        ctx.health.succeeded(delivery.webhookId, ctx.now())
-        await settle({ state: 'succeeded', attempt: result.attempt, response: result.response })
-        if (closed) ctx.hook('circuit', { company: delivery.company, webhookId: delivery.webhookId, state: 'closed' })
-        if (made > 1) ctx.hook('deliveryRecovered', { ...ref, attempts: made })
-        return
-      }
-      const openUntil = ctx.breaker.failure(delivery.webhookId, ctx.now(), admission.probe)
-      // Told after the attempt is recorded (by `failed` below, or here for a 410).
-      if (openUntil !== undefined) opened = { company: delivery.company, webhookId: delivery.webhookId, state: 'open', until: openUntil }
-      ctx.health.attemptFailed(delivery.webhookId, ctx.now())
-      if (result.outcome === 'gone') {
-        // 410: the receiver says the subscription is over. Turn the webhook off, then record and stop:
-        // in that order, so the webhook's next delivery (claimable once this one is final) finds it off.
-        await ctx.disable(delivery.company, delivery.webhookId, 'gone')
-        await settle({ state: 'failed', attempt: result.attempt, response: result.response })
-        tellOpened()
-        ctx.hook('attemptFailed', { ...ref, attempt: result.attempt, attemptNumber: made, willRetry: false })
-        ctx.hook('deliveryExhausted', { ...ref, attempts: made, response: result.response })
-        return
-      }
-      throw new FailedAttempt(result)
-    } finally {
-      if (admission.probe && !reported) ctx.breaker.abandon(delivery.webhookId)
+    if (claimed.rate !== undefined) {
+      await ctx.guard.syncRate(target.webhook, claimed.rate)
+      claimed.rate = undefined
     }
+    paced = ctx.limiter.rateOf(target.webhook) !== null
+    let release = ctx.limiter.trySlot(target.webhook.url)
+    if (!release) {
+      // The host is full: wait in line without a send slot, as long as the lease leaves time to send.
+      ctx.waiting(1)
+      try {
+        release = await ctx.limiter.waitSlot(target.webhook.url, leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS, ctx.signal)
+      } finally {
+        ctx.waiting(-1)
+      }
+      if (!release) return defer(ctx.now() + HOST_RETRY_MS)
+    }
+    let result: AttemptResult
+    try {
+      result = await ctx.sends(async () => {
+        await keepLease()
+        return sendAttempt({
+          url: target.webhook.url,
+          id: delivery.id,
+          body,
+          keys: target.keys,
+          signer: ctx.signer,
+          timeoutMs: ctx.timeoutMs,
+          maxResponseBytes: ctx.maxResponseBytes,
+          maxRetryAfterMs: ctx.maxRetryAfterMs,
+          transport: ctx.transport,
+          now: ctx.now,
+        })
+      })
+    } finally {
+      release()
+    }
+    made++
+    lastResponse = result.response
+    if (result.outcome === 'success') {
+      const settled = await settle({ state: 'succeeded', attempt: result.attempt, response: result.response, endpoint: report('success') })
+      tellCircuit(settled.endpoint)
+      if (made > 1) ctx.hook('deliveryRecovered', { ...ref, attempts: made })
+      return
+    }
+    if (result.outcome === 'gone') {
+      // 410: the receiver says the subscription is over. Turn the webhook off, then record and stop:
+      // in that order, so the webhook's next delivery (claimable once this one is final) finds it off.
+      const seen = await ctx.store.endpoint(delivery.webhookId)
+      await ctx.guard.disable(delivery.company, delivery.webhookId, 'gone', { consecutiveFailures: seen.consecutiveFailures, failingSince: seen.failingSince ?? ctx.now() })
+      const settled = await settle({ state: 'failed', attempt: result.attempt, response: result.response, endpoint: report('failure') })
+      tellCircuit(settled.endpoint)
+      ctx.hook('attemptFailed', { ...ref, attempt: result.attempt, attemptNumber: made, willRetry: false })
+      ctx.hook('deliveryExhausted', { ...ref, attempts: made, response: result.response })
+      return
+    }
+    throw new FailedAttempt(result)
   }
 
   /** After a failed attempt: record it, then fail for good, hand back, or wait in process. */
@@ -217,26 +230,35 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     const { attempt: record, response, retryAfterMs } = error.result
     if (made >= maxAttempts) {
       // Turned off before the delivery is final, as for a 410: the next one must find the webhook off.
-      const disable = ctx.health.exhausted(delivery.webhookId, ctx.now())
-      if (disable) await ctx.disable(delivery.company, delivery.webhookId, disable)
-      await settle({ state: 'failed', attempt: record, response })
-      tellOpened()
+      // (Read first; if another engine's failure tips it over meanwhile, the settle says so below.)
+      const foreseen = await ctx.guard.wouldDisable(delivery.webhookId, ctx.now())
+      if (foreseen) await ctx.guard.disable(delivery.company, delivery.webhookId, foreseen.reason, foreseen)
+      const settled = await settle({ state: 'failed', attempt: record, response, endpoint: report('failure', true) })
+      tellCircuit(settled.endpoint)
       ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: false })
       ctx.hook('deliveryExhausted', { ...ref, attempts: made, response })
+      const disable = settled.endpoint?.disable
+      if (disable && !foreseen) await ctx.guard.disable(delivery.company, delivery.webhookId, disable, settled.endpoint!)
       throw new Settled()
     }
     // Retry-After replaces the scheduled delay and still uses up an attempt.
     const delay = retryAfterMs ?? delayAfter(made, ctx.schedule, ctx.jitter)
     const due = ctx.now() + delay
-    if (delay > ctx.maxInProcessDelayMs) {
-      await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due })
-      tellOpened()
+    if (delay > ctx.maxInProcessDelayMs || paced) {
+      await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, endpoint: report('failure') }).then((s) => tellCircuit(s.endpoint))
       ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: true })
       throw new Settled()
     }
-    await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs })
-    tellOpened()
+    const settled = await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, holdUntil: due + ctx.leaseMs, endpoint: report('failure') })
+    tellCircuit(settled.endpoint)
     ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: true })
+    const openUntil = settled.endpoint?.openUntil
+    if (openUntil !== undefined) {
+      // The endpoint's circuit is open (this failure opened it, or another's did): no waiting here.
+      // Give the delivery back; claims skip the webhook until the cool-down ends.
+      await settle({ state: 'pending', response, nextAttemptAt: Math.max(due, openUntil) })
+      throw new Settled()
+    }
     leaseUntil = due + ctx.leaseMs
     ctx.waiting(1)
     try {
@@ -256,7 +278,8 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
     ctx.signal.throwIfAborted()
     // Most deliveries succeed at once: the first attempt runs without the retry machinery.
     try {
-      return await attempt()
+      await attempt()
+      return outcome
     } catch (error) {
       await failed(error)
     }
@@ -280,22 +303,24 @@ export async function deliver(ctx: DeliverContext, { delivery, lease }: ClaimedD
         onFailedAttempt: ({ error }) => failed(error),
       },
     )
+    return outcome
   } catch (error) {
-    if (error instanceof Settled) return
+    if (error instanceof Settled) return outcome
     if (error instanceof LeaseLostError) {
       // Someone else holds the delivery now; it will be finished there (perhaps sent twice).
       ctx.onError(new Error(`cotwebhook: ${error.message}; it was taken over (another instance, or its lease ran out)`, { cause: error }))
-      return
+      return outcome
     }
     if (ctx.signal.aborted) {
       // Shutting down mid-wait: the attempt is recorded; give the delivery back for whoever runs next.
-      return settleQuietly(ctx.store.release(lease, ctx.now()))
+      await settleQuietly(ctx.store.release(lease, ctx.now()))
+      return outcome
     }
     throw error
   }
 }
 
-async function settleQuietly(work: Promise<void>): Promise<void> {
+async function settleQuietly(work: Promise<unknown>): Promise<void> {
   try {
     await work
   } catch (error) {

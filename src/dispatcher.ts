@@ -18,8 +18,12 @@ export interface DispatcherOptions {
   /** This engine's id in leases. */
   owner: string
   now: () => number
-  /** Runs one claimed delivery to its end (or hand-back); `claimedAt` is the `now` its lease was taken at. */
-  run: (claimed: ClaimedDelivery, claimedAt: number) => Promise<void>
+  /**
+   * Runs one claimed delivery to its end (or hand-back); `claimedAt` is the `now` its lease was taken
+   * at. May answer the webhook's next delivery, already leased (ordered mode): it runs next, in the
+   * same run.
+   */
+  run: (claimed: ClaimedDelivery, claimedAt: number) => Promise<{ next?: ClaimedDelivery; at?: number }>
   /** How many runs are waiting between attempts right now (they need no send slot meanwhile). */
   waiting: () => number
   /** Where unexpected errors go (a store that failed, a bug); delivery goes on. */
@@ -59,6 +63,10 @@ const MAX_FLUSH_FAILURES = 3
 const MAX_TIMER_MS = 2_147_483_647
 // Runs waiting for a retry hold a lease and a little memory each; this many per send slot at most.
 const HELD_PER_SLOT = 32
+// Claim rounds in one turn of the event loop before it yields: with a store that answers without I/O
+// (memory) and runs that end without I/O (a webhook turned off), the loop would otherwise never let
+// timers, sockets or the host's own server run.
+const ROUNDS_PER_TURN = 4
 
 /**
  * Creates the loop and starts it, so deliveries already pending in the store are resumed.
@@ -109,7 +117,17 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const room = () => Math.min(concurrency - (runs.size - waiting()), concurrency * HELD_PER_SLOT - runs.size)
 
   const track = (claimed: ClaimedDelivery, claimedAt: number) => {
-    const task: Promise<void> = run(claimed, claimedAt)
+    const chain = async () => {
+      // A run goes on with the webhook's next delivery when its settle handed it one (ordered).
+      let current: ClaimedDelivery | undefined = claimed
+      let at = claimedAt
+      while (current) {
+        const { next, at: nextAt }: { next?: ClaimedDelivery; at?: number } = await run(current, at)
+        current = next
+        at = nextAt ?? now()
+      }
+    }
+    const task: Promise<void> = chain()
       .catch(onError)
       .finally(() => {
         runs.delete(task)
@@ -119,6 +137,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     runs.add(task)
     notify()
   }
+
+  // Rounds since the last turn of the event loop; a macrotask resets it.
+  let rounds = 0
+  let turnReset: ReturnType<typeof setTimeout> | undefined
+  const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0))
 
   async function pump() {
     // Yield first, so `pumping` is set before this run can end and clear it.
@@ -131,6 +154,15 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         const want = room()
         free = Math.max(0, want)
         if (want <= 0) break
+        if (++rounds > ROUNDS_PER_TURN) {
+          await nextTurn()
+          rounds = 1
+          if (closed) break
+        }
+        turnReset ??= setTimeout(() => {
+          rounds = 0
+          turnReset = undefined
+        }, 0)
         const claimedAt = now()
         const claimed = await store.claim({ now: claimedAt, limit: want, leaseMs, owner, ordered })
         for (const c of claimed) track(c, claimedAt)

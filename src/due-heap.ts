@@ -1,18 +1,28 @@
+/** An entry of a {@link DueHeap}. */
+export interface DueEntry<T> {
+  at: number
+  seq: number
+  value: T
+  /** The value's version when pushed: an entry whose value has moved on since is stale. */
+  stamp: number
+}
+
 /**
- * A binary min-heap of (time, sequence) keys: the memory store's index of when deliveries become
- * claimable, so a claim costs O(log n) instead of a scan of everything open.
+ * A binary min-heap of (time, sequence) keys: the memory store's index of when queues and deliveries
+ * become claimable, so a claim costs O(log n) instead of a scan of everything open. Entries are
+ * never updated in place: a change pushes a new entry, and readers skip those whose stamp is stale.
  */
 export class DueHeap<T> {
-  private readonly items: { at: number; seq: number; value: T }[] = []
+  private readonly items: DueEntry<T>[] = []
 
   /** How many entries (valid or stale) it holds. */
   get size(): number {
     return this.items.length
   }
 
-  push(at: number, seq: number, value: T): void {
+  push(at: number, seq: number, value: T, stamp = 0): void {
     const items = this.items
-    items.push({ at, seq, value })
+    items.push({ at, seq, value, stamp })
     let i = items.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
@@ -23,12 +33,12 @@ export class DueHeap<T> {
   }
 
   /** The earliest entry, without removing it. */
-  peek(): { at: number; seq: number; value: T } | undefined {
+  peek(): DueEntry<T> | undefined {
     return this.items[0]
   }
 
   /** Removes and returns the earliest entry. */
-  pop(): { at: number; seq: number; value: T } | undefined {
+  pop(): DueEntry<T> | undefined {
     const items = this.items
     const top = items[0]
     const last = items.pop()

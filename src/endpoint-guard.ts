@@ -1,14 +1,17 @@
-import { createCircuitBreaker, type CircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker.js'
-import { createHealthTracker, type HealthOptions, type HealthTracker, type WebhookHealth } from './health.js'
+import { circuitPolicy, circuitStateAt, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker.js'
+import { healthPolicy, type HealthOptions, type WebhookHealth } from './health.js'
 import type { COTWebhook } from './model.js'
 import type { DisableReason, HookCaller } from './operator-hooks.js'
+import type { RateLimiter } from './rate-limit.js'
+import type { EndpointPolicy, EndpointState, RateLimit, Store } from './store.js'
 
 /**
- * What an engine knows of each endpoint and does about it: the failure runs (health), the circuit,
- * turning a webhook off, and forgetting both when the webhook gets a new URL or is turned on again.
+ * What an engine does about endpoints, over the state the store keeps for every engine: the policy
+ * each settle applies (health, circuit), turning a webhook off, starting afresh when a webhook gets a
+ * new URL or is turned on again, keeping the stored rate in line with the options, and the report.
  */
 
-/** A webhook's health as this engine saw it, with its circuit. */
+/** A webhook's health as the store holds it, with its circuit. */
 export interface HealthReport extends WebhookHealth {
   /** The webhook's `_id`. */
   webhookId: string
@@ -24,10 +27,10 @@ export interface HealthReport extends WebhookHealth {
 
 /** Options of {@link createEndpointGuard}. */
 export interface EndpointGuardOptions {
+  store: Store
   circuitBreaker?: CircuitBreakerOptions | false | undefined
   health?: HealthOptions | undefined
-  /** How long an attempt may take (others wait this long for a circuit's probe). */
-  attemptMs: number
+  limiter: RateLimiter
   /** Turns a webhook off; `false` when it was off already. */
   deactivate: (company: string, webhookId: string) => Promise<boolean>
   hook: HookCaller
@@ -35,14 +38,18 @@ export interface EndpointGuardOptions {
 
 /** The guard's handle. */
 export interface EndpointGuard {
-  readonly breaker: CircuitBreaker
-  readonly health: HealthTracker
-  /** Turns a webhook off and tells the operator, once. */
-  disable(company: string, webhookId: string, reason: DisableReason): Promise<void>
-  /** A registry write: a new endpoint, or one turned on again, starts with a clean slate. */
-  written(webhookId: string, change: { before?: COTWebhook; after: COTWebhook }): void
-  /** What is known of the webhook now. */
-  report(webhook: COTWebhook, now: number): HealthReport
+  /** What every settle that reports an attempt applies. */
+  readonly policy: EndpointPolicy
+  /** Turns a webhook off and tells the operator, once (from the engine whose write turned it off). */
+  disable(company: string, webhookId: string, reason: DisableReason, counts: Pick<WebhookHealth, 'consecutiveFailures' | 'failingSince'>): Promise<void>
+  /** Whether one more exhausted delivery would turn the webhook off (read before it is recorded). */
+  wouldDisable(webhookId: string, now: number): Promise<{ reason: DisableReason; consecutiveFailures: number; failingSince: number } | undefined>
+  /** A registry write: a new endpoint, or one turned on again, starts with a clean slate; the rate follows the options. */
+  written(webhookId: string, change: { before?: COTWebhook; after: COTWebhook }): Promise<void>
+  /** A claim showed the rate the store keeps for a webhook: set it to what the options say if it differs. */
+  syncRate(webhook: COTWebhook, stored: RateLimit | null): Promise<void>
+  /** What the store holds of the webhook now. */
+  report(webhook: COTWebhook, now: number): Promise<HealthReport>
 }
 
 /**
@@ -50,39 +57,68 @@ export interface EndpointGuard {
  *
  * @example
  * ```ts
- * const guard = createEndpointGuard({ attemptMs: 15_000, deactivate: (c, id) => registry.deactivate(c, id), hook })
- * guard.report(webhook, Date.now()).circuit // 'closed'
+ * const guard = createEndpointGuard({ store, limiter, deactivate: (c, id) => registry.deactivate(c, id), hook })
+ * await guard.report(webhook, Date.now()) // { circuit: 'closed', consecutiveFailures: 0, … }
  * ```
  */
 export function createEndpointGuard(options: EndpointGuardOptions): EndpointGuard {
-  const breaker = createCircuitBreaker(options.circuitBreaker ?? {}, { attemptMs: options.attemptMs })
-  const health = createHealthTracker(options.health)
+  const { store, limiter, hook } = options
+  const policy: EndpointPolicy = { ...circuitPolicy(options.circuitBreaker ?? {}), ...healthPolicy(options.health) }
+  // The rates this engine last saw stored or set, so a claim that agrees costs nothing.
+  const knownRates = new Map<string, string>()
+  const rateKey = (rate: RateLimit | null) => (rate ? `${rate.perSecond}/${rate.burst}` : 'none')
+
+  const setRate = async (webhookId: string, rate: RateLimit | null) => {
+    await store.setRate(webhookId, rate)
+    knownRates.set(webhookId, rateKey(rate))
+  }
+
   return {
-    breaker,
-    health,
-    async disable(company, webhookId, reason) {
-      const seen = health.get(webhookId)
+    policy,
+
+    async disable(company, webhookId, reason, counts) {
       if (await options.deactivate(company, webhookId)) {
-        options.hook('webhookDisabled', { company, webhookId, reason, consecutiveFailures: seen.consecutiveFailures, failingSince: seen.failingSince })
+        hook('webhookDisabled', { company, webhookId, reason, consecutiveFailures: counts.consecutiveFailures, failingSince: counts.failingSince })
       }
     },
-    written(webhookId, { before, after }) {
+
+    async wouldDisable(webhookId, now) {
+      const { disableAfterFailures, disableAfterMs } = policy
+      if (!disableAfterFailures && !disableAfterMs) return undefined
+      const state = await store.endpoint(webhookId)
+      const consecutiveFailures = state.consecutiveFailures + 1
+      const failingSince = state.failingSince ?? now
+      if (disableAfterFailures && consecutiveFailures >= disableAfterFailures) return { reason: 'failures', consecutiveFailures, failingSince }
+      if (disableAfterMs && now - failingSince >= disableAfterMs) return { reason: 'failing-too-long', consecutiveFailures, failingSince }
+      return undefined
+    },
+
+    async written(webhookId, { before, after }) {
       // Other edits (a description, a rotated secret) keep the counts, so they cannot be used to dodge
       // the circuit or the health rule.
-      if (before && (before.url !== after.url || (!before.isActive && after.isActive))) {
-        health.reset(webhookId)
-        breaker.reset(webhookId)
-      }
+      if (before && (before.url !== after.url || (!before.isActive && after.isActive))) await store.resetEndpoint(webhookId)
+      const rate = limiter.rateOf(after)
+      if (knownRates.get(webhookId) !== rateKey(rate) && (before || rate)) await setRate(webhookId, rate)
     },
-    report(webhook, now) {
-      const circuit = breaker.state(webhook._id, now)
+
+    async syncRate(webhook, stored) {
+      const rate = limiter.rateOf(webhook)
+      if (rateKey(rate) === rateKey(stored)) knownRates.set(webhook._id, rateKey(rate))
+      else await setRate(webhook._id, rate)
+    },
+
+    async report(webhook, now) {
+      const state: EndpointState = await store.endpoint(webhook._id)
       return {
         webhookId: webhook._id,
         isActive: webhook.isActive,
-        ...health.get(webhook._id),
-        circuit: circuit.state,
-        failedAttempts: circuit.failures,
-        circuitOpenUntil: circuit.openUntil ?? null,
+        consecutiveFailures: state.consecutiveFailures,
+        failingSince: state.failingSince,
+        lastSuccessAt: state.lastSuccessAt,
+        lastFailureAt: state.lastFailureAt,
+        circuit: policy.failureThreshold ? circuitStateAt(state, now) : 'closed',
+        failedAttempts: state.failedAttempts,
+        circuitOpenUntil: state.openUntil,
       }
     },
   }

@@ -136,7 +136,7 @@ export interface Webhooks {
   recover(company: string, webhookId: string, options: RecoverOptions): Promise<RecoverResult>
   /** Sends a test event (`extraData.test: true`) to one webhook. */
   sendTest(company: string, webhookId: string, options?: TestEventOptions): Promise<ReplayResult>
-  /** A webhook's health and circuit, as this engine saw them. */
+  /** A webhook's health and circuit, as the store holds them for every engine on it. */
   health(company: string, webhookId: string): Promise<HealthReport>
   /** Removes final deliveries, logs and idempotency keys older than `olderThanMs` (default: `retention.maxAgeMs`). */
   prune(options?: { olderThanMs?: number }): Promise<PruneResult>
@@ -197,9 +197,10 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const limiter = createRateLimiter(options.rateLimit)
   const hook = hookCaller(options.on ?? {}, onError)
   const guard = createEndpointGuard({
+    store,
     circuitBreaker: options.circuitBreaker,
     health: options.health,
-    attemptMs: timeoutMs,
+    limiter,
     deactivate: (company, id) => registry.deactivate(company, id),
     hook,
   })
@@ -218,12 +219,14 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     ...(options.secretOverlapMs === undefined ? {} : { secretOverlapMs: nonNegativeInteger('secretOverlapMs', options.secretOverlapMs) }),
-    onChange: (company, id, change) => {
+    onChange: async (company, id, change) => {
       matcher.invalidate(company)
-      guard.written(id, change)
+      await guard.written(id, change)
     },
   })
   const shutdown = new AbortController()
+  const owner = objectId()
+  const ordered = ordering === 'webhook'
   const sends = pLimit(concurrency)
   let waiting = 0
   // An event goes to many webhooks at once: keep its JSON for the deliveries that follow.
@@ -238,6 +241,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     timeoutMs,
     maxResponseBytes: options.maxResponseBytes ?? 20_480,
     leaseMs,
+    ordered,
+    owner,
     urlPolicy,
     transport,
     signer,
@@ -245,11 +250,9 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signal: shutdown.signal,
     sends: <T>(send: () => Promise<T>) => sends(send),
     onError,
-    breaker: guard.breaker,
     limiter,
-    health: guard.health,
+    guard,
     hook,
-    disable: guard.disable,
     body: (eventId: string, event: COTEvent) => {
       let body = bodies.get(eventId)
       if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
@@ -265,9 +268,9 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const dispatcher = createDispatcher({
     store,
     concurrency,
-    ordered: ordering === 'webhook',
+    ordered,
     leaseMs,
-    owner: objectId(),
+    owner,
     now,
     run: (claimed, claimedAt) => deliver(context, claimed, claimedAt),
     waiting: () => waiting,

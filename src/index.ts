@@ -16,6 +16,7 @@ export type { RateLimitOptions } from './rate-limit.js'
 export type { HealthOptions, WebhookHealth } from './health.js'
 export type { RecoverOptions, RecoverResult, ReplayResult, TestEventOptions } from './replay.js'
 export { memoryStore } from './memory-store.js'
+export { applyEndpointReport, emptyEndpoint, refill, resetEndpointState } from './endpoint-state.js'
 export type { MemoryStoreOptions } from './memory-store.js'
 export { verifyWebhook, generateSecret, sign, importSecret, TIMESTAMP_TOLERANCE_SECONDS } from './signing.js'
 export type { HeadersLike } from './signing.js'
@@ -84,12 +85,18 @@ export type {
   ClaimOptions,
   ClaimedDelivery,
   Delivery,
+  EndpointChange,
+  EndpointPolicy,
+  EndpointReport,
+  EndpointState,
   EnqueueInput,
   EnqueueResult,
   Lease,
   NewDelivery,
   Page,
   PruneResult,
+  RateLimit,
+  SettleResult,
   Settlement,
   StoreChange,
   Store,

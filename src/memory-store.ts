@@ -1,15 +1,18 @@
 import { DueHeap } from './due-heap.js'
+import { applyEndpointReport, emptyEndpoint, refill, resetEndpointState } from './endpoint-state.js'
 import { LeaseLostError } from './errors.js'
 import type { COTWebhook } from './model.js'
 import type {
   ClaimOptions,
   ClaimedDelivery,
   Delivery,
+  EndpointState,
   EnqueueInput,
   EnqueueResult,
   Lease,
   Page,
   PruneResult,
+  SettleResult,
   Settlement,
   Store,
   StoredWebhook,
@@ -30,6 +33,10 @@ export interface MemoryStoreOptions {
  * The embedded store: everything in this process's memory, gone when it exits. The default of
  * `createWebhooks()`, and the reference implementation of the storage contract.
  *
+ * Deliveries wait in one queue per webhook; claims take from the queues whose next delivery is due,
+ * through a heap of queues, so a claim costs the same whether a webhook has ten open deliveries or a
+ * million, and a webhook whose circuit is open costs nothing until its cool-down ends.
+ *
  * @example
  * ```ts
  * const hooks = createWebhooks({ store: memoryStore() })
@@ -48,19 +55,19 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const codes = new Set<string>()
 
   const deliveries = new Map<string, Held>()
-  // Open deliveries of a webhook, oldest first: a Set keeps insertion order and removes in O(1).
-  const openByWebhook = new Map<string, Set<string>>()
-  const headOf = (webhookId: string) => openByWebhook.get(webhookId)?.values().next().value
-  const allByWebhook = new Map<string, string[]>() // every delivery of a webhook, oldest first
+  const queues = new Map<string, Queue>()
+  const logs = new Map<string, LogList>() // every delivery of a webhook, oldest first
+  // Final deliveries in the order they became final: prune takes from the front.
+  const finals: Array<{ id: string; at: number }> = []
+  let finalsHead = 0
   const idempotency = new Map<string, { result: EnqueueResult; at: number }>()
   let openTotal = 0
   let tokenSeq = 0
   let enqueueSeq = 0
-  // When each open delivery becomes claimable: one heap over all of them (unordered claims) and one
-  // over webhook heads (ordered claims), each built on its first use. An entry is current while its
-  // stamp equals the delivery's; every change pushes a new entry rather than searching the heap.
-  let anyDue: DueHeap<Stamped> | undefined
-  let headsDue: DueHeap<Stamped> | undefined
+  // Queues by when they could next hand something out, one heap per ordering, each built on first
+  // use. An entry is current while its stamp equals the queue's; a change pushes a new entry.
+  let orderedHeap: DueHeap<Queue> | undefined
+  let anyHeap: DueHeap<Queue> | undefined
 
   const owned = (company: string, id: string) => {
     const record = webhooks.get(id)
@@ -75,69 +82,147 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     return held
   }
 
-  const isHead = (held: Held) => headOf(held.delivery.webhookId) === held.delivery.id
-  // Deliveries of a webhook that hold a lease token (live or not yet taken over).
-  const outByWebhook = new Map<string, number>()
-  const out = (held: Held, delta: 1 | -1) => {
-    const n = (outByWebhook.get(held.delivery.webhookId) ?? 0) + delta
-    if (n > 0) outByWebhook.set(held.delivery.webhookId, n)
-    else outByWebhook.delete(held.delivery.webhookId)
-  }
-  // Whether another delivery of the webhook is under a live lease (an older one committed late must
-  // not go out beside it).
-  const otherOut = (held: Held, now: number) => {
-    if (!outByWebhook.get(held.delivery.webhookId)) return false
-    for (const id of openByWebhook.get(held.delivery.webhookId) ?? []) {
-      const other = deliveries.get(id)!
-      if (other !== held && other.leaseUntil >= now) return true
+  const queueOf = (webhookId: string, company: string): Queue => {
+    let queue = queues.get(webhookId)
+    if (!queue) {
+      queue = { webhookId, company, pending: new Set(), ready: new DueHeap(), out: new Set(), stamp: 0, endpoint: emptyEndpoint(), probeToken: '', bucket: { tokens: 0, at: null } }
+      queues.set(webhookId, queue)
     }
-    return false
-  }
-  // After a delivery stops being out, its webhook's head may have become claimable.
-  const reindexHead = (webhookId: string) => {
-    const head = headOf(webhookId)
-    if (head) index(deliveries.get(head)!, headsDue)
+    return queue
   }
 
-  const index = (held: Held, heap: DueHeap<Stamped> | undefined) =>
-    heap?.push(availableAt(held), held.seq, { held, stamp: held.stamp })
+  // The earliest a queue's deliveries may go for reasons of the endpoint: an open circuit, a probe
+  // out, an empty rate bucket.
+  const gate = (queue: Queue): number => {
+    const { openUntil, probeUntil, rate } = queue.endpoint
+    let at = -Infinity
+    if (openUntil !== null) at = Math.max(at, openUntil, probeUntil === null ? -Infinity : probeUntil + 1)
+    if (rate && queue.bucket.at !== null && queue.bucket.tokens < 1) {
+      at = Math.max(at, queue.bucket.at + Math.ceil(((1 - queue.bucket.tokens) * 1000) / rate.perSecond))
+    }
+    return at
+  }
 
-  // Called after every change of a delivery's due time or lease.
+  // The first valid entry of a queue's ready heap (stale ones dropped).
+  const readyTop = (queue: Queue) => {
+    for (let top = queue.ready.peek(); top; top = queue.ready.peek()) {
+      const held = top.value
+      if (held.stamp === top.stamp && held.delivery.state === 'pending') return top
+      queue.ready.pop()
+    }
+    return undefined
+  }
+
+  // When a queue could next hand out a delivery, and the sequence of that delivery (the tie-break).
+  const availability = (queue: Queue, ordered: boolean): { at: number; seq: number } | undefined => {
+    if (!queue.pending.size) return undefined
+    let at: number
+    let seq: number
+    if (ordered) {
+      const head = deliveries.get(first(queue.pending)!)!
+      at = availableAt(head)
+      seq = head.seq
+      // One out at a time: no delivery of the webhook may go while another holds a live lease.
+      for (const id of queue.out) {
+        const other = deliveries.get(id)!
+        if (other !== head) at = Math.max(at, other.leaseUntil + 1)
+      }
+    } else {
+      const top = readyTop(queue)
+      if (!top) return undefined
+      at = top.at
+      seq = top.value.seq
+    }
+    return { at: Math.max(at, gate(queue)), seq }
+  }
+
+  // Called after anything that may change when a queue can next hand out.
+  const reindex = (queue: Queue) => {
+    queue.stamp++
+    for (const [heap, ordered] of [[orderedHeap, true], [anyHeap, false]] as const) {
+      if (!heap) continue
+      const next = availability(queue, ordered)
+      if (next) heap.push(next.at, next.seq, queue, queue.stamp)
+    }
+  }
+
+  const heapFor = (ordered: boolean): DueHeap<Queue> => {
+    const existing = ordered ? orderedHeap : anyHeap
+    if (existing) return existing
+    const heap = new DueHeap<Queue>()
+    for (const queue of queues.values()) {
+      const next = availability(queue, ordered)
+      if (next) heap.push(next.at, next.seq, queue, queue.stamp)
+    }
+    if (ordered) orderedHeap = heap
+    else anyHeap = heap
+    return heap
+  }
+
+  // A delivery's place in its queue's ready heap follows its due time and lease.
   const touch = (held: Held) => {
     held.stamp++
-    index(held, anyDue)
-    if (isHead(held)) index(held, headsDue)
+    if (held.delivery.state === 'pending') held.queue.ready.push(availableAt(held), held.seq, held, held.stamp)
   }
 
-  const close = (held: Held) => {
-    const { webhookId, id } = held.delivery
-    const queue = openByWebhook.get(webhookId)!
-    const wasHead = headOf(webhookId) === id
-    queue.delete(id)
-    if (!queue.size) openByWebhook.delete(webhookId)
-    else if (wasHead) index(deliveries.get(headOf(webhookId)!)!, headsDue) // the next one is the head now
-    openTotal--
-    held.stamp++
+  const lease = (held: Held, owner: string, now: number, leaseMs: number): ClaimedDelivery => {
+    held.token = `${owner}:${++tokenSeq}`
+    held.leaseUntil = now + leaseMs
+    held.queue.out.add(held.delivery.id)
+    touch(held)
+    return { delivery: copyOut(held.delivery), lease: { deliveryId: held.delivery.id, token: held.token } }
   }
 
-  const current = (entry: { value: Stamped }, ordered: boolean) => {
-    const { held, stamp } = entry.value
-    return held.stamp === stamp && held.delivery.state === 'pending' && (!ordered || isHead(held))
+  const unlease = (held: Held) => {
+    held.token = ''
+    held.leaseUntil = -Infinity
+    held.queue.out.delete(held.delivery.id)
   }
 
-  const heapFor = (ordered: boolean): DueHeap<Stamped> => {
-    if (ordered && headsDue) return headsDue
-    if (!ordered && anyDue) return anyDue
-    const heap = new DueHeap<Stamped>()
-    for (const queue of openByWebhook.values()) {
-      for (const id of queue) {
-        index(deliveries.get(id)!, heap)
-        if (ordered) break // the head only
+  // Takes what one queue may hand out now: the head (ordered) or the earliest due ones, within the
+  // circuit's probe and the rate bucket.
+  const take = (queue: Queue, now: number, max: number, ordered: boolean, owner: string, leaseMs: number): ClaimedDelivery[] => {
+    const state = queue.endpoint
+    const halfOpen = state.openUntil !== null
+    if (halfOpen && (state.openUntil! > now || (state.probeUntil !== null && state.probeUntil >= now))) return []
+    if (halfOpen) max = 1
+    if (state.rate) max = Math.min(max, refill(queue.bucket, state.rate, now).whole)
+    const taken: ClaimedDelivery[] = []
+    while (taken.length < max) {
+      const next = availability(queue, ordered)
+      if (!next || next.at > now) break
+      const held = ordered ? deliveries.get(first(queue.pending)!)! : readyTop(queue)!.value
+      const claimed = lease(held, owner, now, leaseMs)
+      if (halfOpen) {
+        queue.probeToken = held.token
+        state.probeUntil = held.leaseUntil
+        claimed.probe = true
       }
+      claimed.rate = state.rate ? { ...state.rate } : null
+      taken.push(claimed)
+      if (ordered) break
     }
-    if (ordered) headsDue = heap
-    else anyDue = heap
-    return heap
+    if (state.rate) queue.bucket.tokens -= taken.length
+    return taken
+  }
+
+  // A delivery leaves its queue (final, or removed).
+  const close = (held: Held) => {
+    const queue = held.queue
+    queue.pending.delete(held.delivery.id)
+    unlease(held)
+    held.stamp++
+    queue.endpoint.open--
+    openTotal--
+  }
+
+  // The probe ended without an attempt (handed back, given up, released): the next one may go.
+  const endProbe = (held: Held, attempted: boolean) => {
+    const queue = held.queue
+    if (!queue.probeToken || queue.probeToken !== held.token) return false
+    queue.probeToken = ''
+    if (!attempted) queue.endpoint.probeUntil = null
+    return true
   }
 
   return {
@@ -192,6 +277,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       if (seen) return { ...clone(seen.result), duplicate: true }
       if (input.tx !== undefined) throw new TypeError('memoryStore: emit(…, { tx }) needs a SQL store; the memory store has no transactions')
       const event = copying ? deepFreeze(structuredClone(input.event)) : input.event
+      const touched = new Set<Queue>()
       for (const { id, webhookId } of input.deliveries) {
         const delivery: Delivery = {
           id,
@@ -207,83 +293,89 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
           updatedAt: input.now,
           nextAttemptAt: input.now,
         }
-        const held: Held = { delivery, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq, stamp: 0 }
+        const queue = queueOf(webhookId, event.company)
+        const held: Held = { delivery, queue, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq, stamp: 0 }
         deliveries.set(id, held)
-        const open = openByWebhook.get(webhookId)
-        if (open) open.add(id)
-        else openByWebhook.set(webhookId, new Set([id]))
-        append(allByWebhook, webhookId, id)
+        queue.pending.add(id)
+        queue.endpoint.open++
+        touch(held)
+        touched.add(queue)
+        let list = logs.get(webhookId)
+        if (!list) logs.set(webhookId, (list = { ids: [], removed: 0 }))
+        list.ids.push(id)
         openTotal++
-        index(held, anyDue)
-        if (isHead(held)) index(held, headsDue)
       }
+      for (const queue of touched) reindex(queue)
       const result: EnqueueResult = { eventId: input.eventId, deliveries: clone(input.deliveries), duplicate: false }
       if (key !== undefined) idempotency.set(key, { result: clone(result), at: input.now })
       return result
     },
 
     async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
-      const { now, limit, leaseMs, ordered } = options
+      const { now, limit, leaseMs, ordered, owner } = options
       const heap = heapFor(ordered)
       const claimed: ClaimedDelivery[] = []
-      // Earliest due first, then oldest enqueued: retries do not starve behind fresh work.
+      // Earliest due first, then oldest enqueued, across queues: one delivery per turn of a queue, so
+      // the heap interleaves them exactly by (due time, enqueue order).
       while (claimed.length < limit) {
         const top = heap.peek()
         if (!top || top.at > now) break
         heap.pop()
-        if (!current(top, ordered)) continue
-        const held = top.value.held
-        if (ordered && otherOut(held, now)) continue // indexed again when the other one settles
-        if (!held.token) out(held, 1)
-        held.token = `${options.owner}:${++tokenSeq}`
-        held.leaseUntil = now + leaseMs
-        touch(held)
-        claimed.push({ delivery: copyOut(held.delivery), lease: { deliveryId: held.delivery.id, token: held.token } })
+        const queue = top.value
+        if (top.stamp !== queue.stamp) continue // stale entry
+        const taken = take(queue, now, 1, ordered, owner, leaseMs)
+        claimed.push(...taken)
+        reindex(queue)
       }
       return claimed
     },
 
-    async settle(lease: Lease, settlement: Settlement) {
+    async settle(lease: Lease, settlement: Settlement): Promise<SettleResult> {
       const held = holdOf(lease, settlement.now)
-      const { delivery } = held
+      const { delivery, queue } = held
+      const now = settlement.now
       if (settlement.attempt) {
         delivery.attempts.push({ ...settlement.attempt })
         delivery.status = settlement.attempt.status
       }
       delivery.response = settlement.response
-      delivery.updatedAt = settlement.now
+      delivery.updatedAt = now
       delivery.state = settlement.state
+      const probe = endProbe(held, settlement.attempt !== undefined)
+      const result: SettleResult = {}
+      if (settlement.endpoint) result.endpoint = applyEndpointReport(queue.endpoint, settlement.endpoint, now, probe)
       if (settlement.state === 'pending') {
-        delivery.nextAttemptAt = settlement.nextAttemptAt ?? settlement.now
+        delivery.nextAttemptAt = settlement.nextAttemptAt ?? now
         if (settlement.holdUntil !== undefined) held.leaseUntil = settlement.holdUntil
-        else {
-          release(held)
-          out(held, -1)
-          reindexHead(delivery.webhookId)
-        }
+        else unlease(held)
         touch(held)
       } else {
         delivery.nextAttemptAt = null
-        release(held)
-        out(held, -1)
         close(held)
-        reindexHead(delivery.webhookId)
+        finals.push({ id: delivery.id, at: now })
+        if (settlement.next) {
+          // The webhook's queue passes straight to its next delivery, if that may go now.
+          const [next] = take(queue, now, 1, true, settlement.next.owner, settlement.next.leaseMs)
+          if (next) result.next = next
+        }
       }
+      reindex(queue)
+      return result
     },
 
     async release(lease: Lease, now: number) {
       const held = holdOf(lease, now)
-      release(held)
-      out(held, -1)
+      endProbe(held, false)
+      unlease(held)
       touch(held)
-      reindexHead(held.delivery.webhookId)
+      reindex(held.queue)
     },
 
     async nextWakeAt(_now, ordered) {
       const heap = heapFor(ordered)
       // Stale entries at the top are dropped; the first current one is the answer.
       for (let top = heap.peek(); top; top = heap.peek()) {
-        if (current(top, ordered)) return top.at
+        if (top.stamp === top.value.stamp) return top.at
         heap.pop()
       }
       return undefined
@@ -300,24 +392,30 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
     async prune(before, limit) {
       const removed: PruneResult = { deliveries: 0, events: 0, idempotencyKeys: 0 }
-      for (const [webhookId, ids] of allByWebhook) {
-        if (removed.deliveries >= limit) break
-        const kept: string[] = []
-        for (const id of ids) {
-          const { delivery } = deliveries.get(id)!
-          if (removed.deliveries < limit && delivery.state !== 'pending' && delivery.updatedAt < before) {
-            deliveries.delete(id)
-            removed.deliveries++
-          } else kept.push(id)
+      // Oldest final first: each batch costs what it removes.
+      while (removed.deliveries < limit && finalsHead < finals.length && finals[finalsHead]!.at < before) {
+        const { id } = finals[finalsHead++]!
+        const held = deliveries.get(id)
+        if (!held) continue
+        deliveries.delete(id)
+        const list = logs.get(held.delivery.webhookId)!
+        list.removed++
+        // Compact a webhook's log list once half of it is gone: amortised, never a scan per removal.
+        if (list.removed * 2 > list.ids.length) {
+          list.ids = list.ids.filter((logId) => deliveries.has(logId))
+          list.removed = 0
         }
-        if (kept.length) allByWebhook.set(webhookId, kept)
-        else allByWebhook.delete(webhookId)
+        removed.deliveries++
       }
+      if (finalsHead > 1_024 && finalsHead * 2 > finals.length) {
+        finals.splice(0, finalsHead)
+        finalsHead = 0
+      }
+      // Keys in the order they were made; a key stays while its event still has an open delivery.
       for (const [key, entry] of idempotency) {
-        if (removed.idempotencyKeys >= limit) break
-        // A key stays while its event still has an open delivery: a repeated emit must not duplicate it.
+        if (removed.idempotencyKeys >= limit || entry.at >= before) break
         const open = entry.result.deliveries.some(({ id }) => deliveries.get(id)?.delivery.state === 'pending')
-        if (entry.at < before && !open) {
+        if (!open) {
           idempotency.delete(key)
           removed.idempotencyKeys++
         }
@@ -327,12 +425,38 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     },
 
     async listDeliveries(company, webhookId, page) {
-      const ids = owned(company, webhookId) ? (allByWebhook.get(webhookId) ?? []) : []
+      const list = owned(company, webhookId) ? logs.get(webhookId) : undefined
+      if (!list) return { items: [], count: 0 }
       const items: Delivery[] = []
-      for (let i = ids.length - 1 - page.offset; i >= 0 && items.length < page.limit; i--) {
-        items.push(deliveries.get(ids[i]!)!.delivery)
+      let skip = page.offset
+      for (let i = list.ids.length - 1; i >= 0 && items.length < page.limit; i--) {
+        const held = deliveries.get(list.ids[i]!)
+        if (!held) continue
+        if (skip > 0) skip--
+        else items.push(held.delivery)
       }
-      return { items: items.map(copyOut), count: ids.length }
+      return { items: items.map(copyOut), count: list.ids.length - list.removed }
+    },
+
+    async endpoint(webhookId) {
+      const queue = queues.get(webhookId)
+      if (!queue) return emptyEndpoint()
+      return { ...queue.endpoint, rate: queue.endpoint.rate ? { ...queue.endpoint.rate } : null }
+    },
+
+    async resetEndpoint(webhookId) {
+      const queue = queues.get(webhookId)
+      if (!queue) return
+      resetEndpointState(queue.endpoint)
+      queue.probeToken = ''
+      reindex(queue)
+    },
+
+    async setRate(webhookId, rate) {
+      const queue = queues.get(webhookId) ?? queueOf(webhookId, webhooks.get(webhookId)?.webhook.company ?? '')
+      queue.endpoint.rate = rate ? { perSecond: rate.perSecond, burst: rate.burst } : null
+      if (rate) queue.bucket.tokens = Math.min(queue.bucket.tokens, rate.burst)
+      reindex(queue)
     },
   }
 }
@@ -341,6 +465,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
 interface Held {
   delivery: Delivery
+  queue: Queue
   /** Current lease token; '' when not leased. */
   token: string
   /** Lease expiry; -Infinity when not leased. */
@@ -351,9 +476,27 @@ interface Held {
   stamp: number
 }
 
-interface Stamped {
-  held: Held
+interface Queue {
+  webhookId: string
+  company: string
+  /** Open deliveries, oldest first (a Set keeps insertion order and removes in O(1)). */
+  pending: Set<string>
+  /** Open deliveries by when they become claimable (unordered claims). */
+  ready: DueHeap<Held>
+  /** Deliveries under a lease. */
+  out: Set<string>
+  /** Bumped on every change; heap entries of the queue with another stamp are stale. */
   stamp: number
+  endpoint: EndpointState
+  /** The lease token of the probe out, or ''. */
+  probeToken: string
+  bucket: { tokens: number; at: number | null }
+}
+
+interface LogList {
+  ids: string[]
+  /** How many of `ids` were pruned (compacted away now and then). */
+  removed: number
 }
 
 // When a claimer may take it: once due, and once its lease (if any) has run out.
@@ -362,21 +505,14 @@ function availableAt(held: Held): number {
   return held.leaseUntil === -Infinity ? due : Math.max(due, held.leaseUntil + 1)
 }
 
+function first<T>(set: Set<T>): T | undefined {
+  return set.values().next().value
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)
     for (const inner of Object.values(value)) deepFreeze(inner)
   }
   return value
-}
-
-function release(held: Held) {
-  held.token = ''
-  held.leaseUntil = -Infinity
-}
-
-function append(map: Map<string, string[]>, key: string, value: string) {
-  const list = map.get(key)
-  if (list) list.push(value)
-  else map.set(key, [value])
 }

@@ -1,20 +1,22 @@
-import { LRUCache } from 'lru-cache'
 import { whenAborted } from './abort-hub.js'
 import type { COTWebhook } from './model.js'
+import type { RateLimit } from './store.js'
 
 /**
- * Rate limits, in process: a token bucket per webhook (attempts per second) and a cap on requests in
- * flight per receiver host, so one slow or chatty customer cannot take every send slot. A delivery
- * over its webhook's rate is handed back to the store, due when a token is there, without using an
- * attempt. A delivery whose host is full waits in line for a slot (without holding a send slot) as
- * long as its lease allows, and is handed back only past that.
+ * Rate limits: attempts per second per webhook, and requests in flight per receiver host, so one slow
+ * or chatty customer cannot take every send slot. The per-second limit is kept by the store (a token
+ * bucket per webhook, shared by every engine on it) and applied when deliveries are claimed: a
+ * webhook over its rate is simply not handed out until a token is there. The host cap is per process:
+ * a delivery whose host is full waits in line for a slot (without holding a send slot) as long as its
+ * lease allows, and is handed back only past that.
  */
 
 /** Options of the limits; all are off by default. */
 export interface RateLimitOptions {
   /**
    * Attempts per second per webhook: a number for all, or a function of the webhook (return
-   * `undefined` for no limit). Default: no limit.
+   * `undefined` for no limit). Default: no limit. Kept in the store for each webhook when it is
+   * created or changed, and whenever a claim shows the stored one differs from this.
    */
   perSecond?: number | ((webhook: COTWebhook) => number | undefined)
   /** Attempts a webhook may make at once after being idle (the bucket's size). Default: `max(1, perSecond)`. */
@@ -25,15 +27,14 @@ export interface RateLimitOptions {
 
 /** The limiter's handle. */
 export interface RateLimiter {
-  /** Takes a token of the webhook's bucket, or says when one will be there. */
-  take(webhook: COTWebhook, now: number): { ok: true } | { ok: false; until: number }
+  /** The per-second limit this engine's options give a webhook, or `null`. */
+  rateOf(webhook: COTWebhook): RateLimit | null
   /** A slot of the URL's host now (call the function to give it back), or `undefined` when it is full. */
   trySlot(url: string): (() => void) | undefined
   /** Waits in line for a slot of the URL's host; `undefined` after `maxWaitMs` or on abort. */
   waitSlot(url: string, maxWaitMs: number, signal: AbortSignal): Promise<(() => void) | undefined>
 }
 
-const MAX_BUCKETS = 100_000
 // Without a host limit every attempt gets this (nothing to allocate on the hot path).
 const NO_SLOT = () => {}
 
@@ -48,7 +49,7 @@ interface Host {
  * @example
  * ```ts
  * const limiter = createRateLimiter({ perSecond: 10, hostConcurrency: 4 })
- * if (limiter.take(webhook, Date.now()).ok) { const release = limiter.trySlot(webhook.url); … }
+ * const release = limiter.trySlot(webhook.url) // a slot, or undefined when the host is full
  * ```
  */
 export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
@@ -58,12 +59,12 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   if (hostConcurrency !== undefined && !(Number.isInteger(hostConcurrency) && hostConcurrency >= 1)) {
     throw new RangeError(`rateLimit.hostConcurrency must be a positive integer, not ${hostConcurrency}`)
   }
-  const buckets = new LRUCache<string, { tokens: number; at: number }>({ max: MAX_BUCKETS })
   const hosts = new Map<string, Host>()
 
-  const rateOf = (webhook: COTWebhook): number | undefined => {
+  const rateOf = (webhook: COTWebhook): RateLimit | null => {
     const rate = typeof perSecond === 'function' ? perSecond(webhook) : perSecond
-    return rate !== undefined && rate > 0 && Number.isFinite(rate) ? rate : undefined
+    if (rate === undefined || !(rate > 0) || !Number.isFinite(rate)) return null
+    return { perSecond: rate, burst: burst ?? Math.max(1, Math.floor(rate)) }
   }
 
   // A slot's release hands it straight to the next in line, or frees it.
@@ -87,18 +88,7 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
   }
 
   return {
-    take(webhook, now) {
-      const rate = rateOf(webhook)
-      if (rate === undefined) return { ok: true }
-      const size = burst ?? Math.max(1, rate)
-      let bucket = buckets.get(webhook._id)
-      if (!bucket) buckets.set(webhook._id, (bucket = { tokens: size, at: now }))
-      bucket.tokens = Math.min(size, bucket.tokens + ((now - bucket.at) * rate) / 1000)
-      bucket.at = now
-      if (bucket.tokens < 1) return { ok: false, until: now + Math.ceil(((1 - bucket.tokens) * 1000) / rate) }
-      bucket.tokens -= 1
-      return { ok: true }
-    },
+    rateOf,
 
     trySlot(url) {
       if (hostConcurrency === undefined) return NO_SLOT

@@ -82,8 +82,8 @@ export interface RegistryOptions {
   store: Store
   /** The URL policy applied at create and update. */
   urlPolicy: UrlPolicy
-  /** Called after every write, so caches over the registry can drop what they hold. */
-  onChange: (company: string, id: string, change: { before?: COTWebhook; after: COTWebhook }) => void
+  /** Called (and awaited) after every write, so caches over the registry can drop what they hold. */
+  onChange: (company: string, id: string, change: { before?: COTWebhook; after: COTWebhook }) => void | Promise<void>
   /** How many delivery targets to keep imported. Default 10 000. */
   cacheSize?: number
   /** Re-read a cached target after this long (other processes may have written it); 0 keeps it until a write. Default 0. */
@@ -162,9 +162,9 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     ...(options.cacheTtlMs ? { ttl: options.cacheTtlMs } : {}),
   })
 
-  const changed = (company: string, id: string, after: COTWebhook, before?: COTWebhook) => {
+  const changed = async (company: string, id: string, after: COTWebhook, before?: COTWebhook) => {
     targets.delete(id)
-    onChange(company, id, before ? { before, after } : { after })
+    await onChange(company, id, before ? { before, after } : { after })
   }
 
   const load = async (company: string, id: string): Promise<StoredWebhook> => {
@@ -187,7 +187,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       if (expected !== undefined && record.webhook.__v !== expected) throw stale(expected, record.webhook.__v)
       const next = change(record.webhook)
       if (await store.updateWebhook({ webhook: next, secrets: secrets ? secrets(record.secrets) : record.secrets }, record.webhook.__v)) {
-        changed(company, id, next, record.webhook)
+        await changed(company, id, next, record.webhook)
         return next
       }
       if (expected !== undefined || round >= MAX_WRITE_RETRIES) throw stale(expected ?? record.webhook.__v, undefined)
@@ -217,7 +217,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
       if (!(await store.insertWebhook({ webhook, secrets: [secret] }))) {
         throw new ConflictError(`code: "${fields.code}" is already used by another webhook of this company`, 'code')
       }
-      changed(company, webhook._id, webhook)
+      await changed(company, webhook._id, webhook)
       return { webhook, secret }
     },
 

@@ -119,6 +119,97 @@ export interface ClaimedDelivery {
   delivery: Delivery
   /** The lease to settle it with. */
   lease: Lease
+  /**
+   * `true` when this is the one attempt a half-open circuit lets through (its webhook's circuit was
+   * open and its cool-down is over): its outcome closes the circuit or opens it again.
+   */
+  probe?: boolean
+  /** The attempts-per-second limit the store holds for its webhook (`null`: none), so the engine can correct it. */
+  rate?: RateLimit | null
+}
+
+/** A webhook's attempts-per-second limit, as the store keeps it. */
+export interface RateLimit {
+  /** Attempts per second. */
+  perSecond: number
+  /** Attempts a webhook may make at once after being idle (the bucket's size). */
+  burst: number
+}
+
+/**
+ * What the engine's policy says about endpoints; a settle that reports an attempt applies it to the
+ * shared endpoint state. `0` turns a rule off.
+ */
+export interface EndpointPolicy {
+  /** Failed attempts in a row that open the circuit (0: no circuit). */
+  failureThreshold: number
+  /** The first cool-down of an open circuit. */
+  cooldownMs: number
+  /** The longest cool-down (it doubles after each failed probe). */
+  maxCooldownMs: number
+  /** Deliveries exhausted in a row that turn the webhook off (0: never). */
+  disableAfterFailures: number
+  /** Time failing (since the first failure of the run) that turns the webhook off (0: never). */
+  disableAfterMs: number
+}
+
+/** What an attempt tells the endpoint state, reported with its settle. */
+export interface EndpointReport {
+  /** How the attempt went for the endpoint. */
+  outcome: 'success' | 'failure'
+  /** The delivery failed for good with this attempt (a health count). */
+  exhausted?: boolean
+  /** The rules to apply. */
+  policy: EndpointPolicy
+}
+
+/**
+ * An endpoint's shared state: health, circuit and rate. Every engine on the store reads and writes
+ * the same, and it is kept across restarts.
+ */
+export interface EndpointState {
+  /** Deliveries exhausted in a row since the last success. */
+  consecutiveFailures: number
+  /** When the first attempt of the current failing run failed (epoch ms), or `null` while healthy. */
+  failingSince: number | null
+  /** The last successful attempt (epoch ms), or `null`. */
+  lastSuccessAt: number | null
+  /** The last failed attempt (epoch ms), or `null`. */
+  lastFailureAt: number | null
+  /** Attempts failed in a row (what opens the circuit). */
+  failedAttempts: number
+  /** While the circuit is open: when it lets a probe through (epoch ms); `null` while closed. */
+  openUntil: number | null
+  /** The cool-down the circuit opened with last (it doubles after each failed probe). */
+  cooldownMs: number
+  /** A half-open probe is out until then (epoch ms), or `null`. */
+  probeUntil: number | null
+  /** The attempts-per-second limit kept for the webhook, or `null`. */
+  rate: RateLimit | null
+  /** Deliveries of the webhook that are not final. */
+  open: number
+}
+
+/** What a settle changed in its endpoint's state: told to the engine whose settle made the change. */
+export interface EndpointChange {
+  /** The circuit opened (until when) or closed with this settle. */
+  circuit?: { state: 'open'; until: number } | { state: 'closed' }
+  /** The circuit is open (whoever opened it): nothing should be sent to the endpoint before this. */
+  openUntil?: number
+  /** The health rules say the webhook should be turned off now. */
+  disable?: 'failures' | 'failing-too-long'
+  /** Deliveries exhausted in a row after this settle. */
+  consecutiveFailures: number
+  /** When the failing run began, or `null`. */
+  failingSince: number | null
+}
+
+/** What `settle` answers. */
+export interface SettleResult {
+  /** What the reported attempt changed in the endpoint's state (when the settlement had `endpoint`). */
+  endpoint?: EndpointChange
+  /** The webhook's next delivery, leased to the settling engine (when the settlement asked with `next`). */
+  next?: ClaimedDelivery
 }
 
 /** Options of `claim`. */
@@ -157,6 +248,14 @@ export interface Settlement {
    * lease is released and any claimer may take the delivery once it is due.
    */
   holdUntil?: number
+  /** The attempt's outcome for the shared endpoint state (health, circuit); the answer says what it changed. */
+  endpoint?: EndpointReport
+  /**
+   * Ordered claims: when this settle makes the delivery final, lease the webhook's next delivery to
+   * this owner in the same step if it is claimable now, and answer it as `next` (the webhook's queue
+   * passes straight to it, with no claim round in between).
+   */
+  next?: { owner: string; leaseMs: number }
 }
 
 /** What changed in a shared store, as told to `watch` listeners. */
@@ -215,16 +314,24 @@ export interface Store {
   enqueue(input: EnqueueInput): Promise<EnqueueResult>
   /**
    * Hands out due deliveries under a lease, earliest due first and then in enqueue order; a delivery
-   * is never held by two claimers at once.
+   * is never held by two claimers at once. Works from per-webhook queues, so its cost does not grow
+   * with a webhook's backlog. Skips webhooks whose circuit is open; lets one probe through a
+   * half-open circuit (`probe: true`); hands out no more than a webhook's stored rate allows.
    */
   claim(options: ClaimOptions): Promise<ClaimedDelivery[]>
-  /** Records an attempt and the delivery's next state. Rejects with `LeaseLostError` for a stale lease. */
-  settle(lease: Lease, settlement: Settlement): Promise<void>
+  /**
+   * Records an attempt and the delivery's next state (and, with `endpoint`, the attempt's outcome in
+   * the endpoint's shared state). Rejects with `LeaseLostError` for a stale lease. Stores may group
+   * concurrent settles into one round trip; each caller is still answered (or rejected) on its own.
+   */
+  settle(lease: Lease, settlement: Settlement): Promise<SettleResult | void>
   /** Gives a delivery back without an attempt (shutdown). Rejects with `LeaseLostError` for a stale lease. */
   release(lease: Lease, now: number): Promise<void>
   /**
    * The earliest time after which `claim` could hand out something not claimable at `now`: a due time
-   * or a lease expiry (of webhook heads only, when `ordered`). `undefined` when nothing is open.
+   * or a lease expiry (of webhook heads only, when `ordered`). `undefined` when nothing is open. A
+   * store may answer earlier than that (never later): a claim at that time then finds nothing, and
+   * afterwards the answer is exact for what it looked at.
    */
   nextWakeAt(now: number, ordered: boolean): Promise<number | undefined>
   /** How many deliveries are not final (pending, scheduled or leased). */
@@ -244,4 +351,11 @@ export interface Store {
    * one) enqueued deliveries or wrote a webhook. Resolves to a function that stops listening.
    */
   watch?(listener: (change: StoreChange) => void): Promise<() => Promise<void>>
+
+  /** A webhook's shared endpoint state (zeros for one never seen). */
+  endpoint(webhookId: string): Promise<EndpointState>
+  /** Starts a webhook's health and circuit afresh (it got a new URL, or was turned on again). */
+  resetEndpoint(webhookId: string): Promise<void>
+  /** Sets (or, with `null`, lifts) the attempts-per-second limit that claims apply to a webhook. */
+  setRate(webhookId: string, rate: RateLimit | null): Promise<void>
 }

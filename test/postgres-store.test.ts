@@ -144,7 +144,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
         await expect(hooks.emit(taskEvent(), { tx: {} })).rejects.toThrow('postgresStore: emit(…, { tx }) takes the pg client')
         const client = await pool.connect()
         await client.query('BEGIN')
-        const broken = { query: (text: string, values?: unknown[]) => (text.startsWith('INSERT INTO') && text.includes('events') ? Promise.reject(new Error('boom')) : client.query(text, values)) }
+        const broken = { query: (text: string, values?: unknown[]) => (text.includes('enqueue_in_tx') ? Promise.reject(new Error('boom')) : client.query(text, values)) }
         await expect(hooks.emit(taskEvent(), { tx: broken })).rejects.toThrow('boom')
         await expect(client.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] })
         await client.query('ROLLBACK')

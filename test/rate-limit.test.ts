@@ -28,12 +28,12 @@ describe('createRateLimiter', () => {
     expect(limiter.trySlot('https://hooks.example.com/')).toBeTypeOf('function')
   })
 
-  it('spaces a webhook by its rate, with a burst, and leaves others alone', () => {
+  it('gives each webhook the per-second rate of the options, with its burst', () => {
     const limiter = createRateLimiter({ perSecond: (w) => (w._id === 'slow' ? 10 : undefined), burst: 2 })
-    expect(limiter.take(webhook('slow'), 0)).toEqual({ ok: true })
-    expect(limiter.take(webhook('slow'), 0)).toEqual({ ok: true })
-    expect(limiter.take(webhook('slow'), 0)).toEqual({ ok: false, until: 100 })
-    expect(limiter.take(webhook('slow'), 100)).toEqual({ ok: true })
-    for (let i = 0; i < 50; i++) expect(limiter.take(webhook('fast'), 0)).toEqual({ ok: true })
+    expect(limiter.rateOf(webhook('slow'))).toEqual({ perSecond: 10, burst: 2 })
+    expect(limiter.rateOf(webhook('fast'))).toBeNull()
+    expect(createRateLimiter({ perSecond: 2.5 }).rateOf(webhook('any'))).toEqual({ perSecond: 2.5, burst: 2 })
+    expect(createRateLimiter().rateOf(webhook('any'))).toBeNull()
   })
+
 })

@@ -1,8 +1,8 @@
-import { LeaseLostError } from 'cotwebhook'
-import type { COTWebhook, ClaimedDelivery, EnqueueResult, PruneResult } from 'cotwebhook'
+import type { COTWebhook, EnqueueResult, PruneResult } from 'cotwebhook'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
-import { SCHEMA_VERSION, schemaStatements, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
-import { settleParams, sqliteSql } from '../sql/sqlite-sql.js'
+import { SCHEMA_VERSION, backfillQueues, schemaStatements, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
+import { countBy, sqliteQueues } from '../sql/sqlite-queues.js'
+import { sqliteSql } from '../sql/sqlite-sql.js'
 import type { D1Like } from './d1-types.js'
 
 const D1_MAX_PARAMS = 100
@@ -33,7 +33,12 @@ export interface D1StoreOptions {
 export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
   const t = tables(options.prefix ?? 'cotwebhook_')
   const q = sqliteSql(t)
-  const migrate = () => db.batch([...schemaStatements('sqlite', t).map((sql) => db.prepare(sql)), db.prepare(q.setVersion).bind(String(SCHEMA_VERSION))]).then(() => {})
+  // One batch (D1 runs it as a transaction): a new database gets every table; a version 1 one gains
+  // its queues, filled from its open deliveries.
+  const migrate = () =>
+    db
+      .batch([...schemaStatements('sqlite', t).map((sql) => db.prepare(sql)), db.prepare(backfillQueues(t)), db.prepare(q.setVersion).bind(String(SCHEMA_VERSION))])
+      .then(() => {})
   const gate = schemaGate(
     'd1Store',
     async () => {
@@ -49,6 +54,17 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
   const run = async (sql: string, ...params: unknown[]) => (await db.prepare(sql).bind(...params).run()).meta.changes ?? 0
   const first = <T>(sql: string, ...params: unknown[]) => db.prepare(sql).bind(...params).first<T>()
   const all = async <T>(sql: string, ...params: unknown[]) => (await db.prepare(sql).bind(...params).all<T>()).results
+  // No interactive transactions on D1: the queue logic checks every lease and every queue write.
+  const queues = sqliteQueues(
+    {
+      all: (sql, params) => all(sql, ...params),
+      get: async (sql, params) => (await first(sql, ...params)) ?? undefined,
+      run: (sql, params) => run(sql, ...params),
+      transactional: false,
+    },
+    t,
+    D1_MAX_PARAMS,
+  )
 
   return {
     async migrate() {
@@ -120,6 +136,10 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
         for (const d of input.deliveries) {
           statements.push(db.prepare(q.insertDelivery).bind(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now))
         }
+        // The queues learn of their new deliveries in the same batch (a transaction on D1).
+        for (const [webhookId, n] of countBy(input.deliveries)) {
+          statements.push(db.prepare(queues.arrive).bind(webhookId, company, n, input.now, input.eventId, webhookId))
+        }
       }
       if (!statements.length) return result
       try {
@@ -132,44 +152,45 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
       return result
     },
 
-    async claim({ now, limit, leaseMs, owner, ordered }): Promise<ClaimedDelivery[]> {
+    async claim(options) {
       await ready()
-      if (limit <= 0) return []
-      // One statement picks and leases the due deliveries; D1 runs it alone, so no one else gets them.
-      const rows = await all<DeliveryRow & { seq: number; lease_token: string }>(
-        q.leaseDue, `${owner}:${crypto.randomUUID()}`, now + leaseMs, now, now, ordered ? 1 : 0, now, limit,
-      )
-      if (!rows.length) return []
-      const eventIds = [...new Set(rows.map((r) => r.event_id))]
-      const bodies = new Map<string, string>()
-      // D1 binds at most 100 parameters per statement.
-      for (let i = 0; i < eventIds.length; i += D1_MAX_PARAMS) {
-        const chunk = eventIds.slice(i, i + D1_MAX_PARAMS)
-        for (const e of await all<{ id: string; body: string }>(q.eventBodies(chunk.length), ...chunk)) bodies.set(e.id, e.body)
-      }
-      return rows
-        .sort((a, b) => Number(a.next_attempt_at) - Number(b.next_attempt_at) || a.seq - b.seq)
-        .map((row) => ({ delivery: toDelivery({ ...row, event: bodies.get(row.event_id) }), lease: { deliveryId: row.id, token: row.lease_token } }))
+      return queues.claim(options)
     },
 
     async settle(lease, s) {
       await ready()
-      if ((await run(q.settle, ...settleParams(lease, { ...s, attemptStatus: s.attempt?.status }))) !== 1) throw new LeaseLostError(lease.deliveryId)
+      return queues.settle(lease, s)
     },
 
     async release(lease, now) {
       await ready()
-      if ((await run(q.release, lease.deliveryId, lease.token, now)) !== 1) throw new LeaseLostError(lease.deliveryId)
+      await queues.release(lease, now)
     },
 
-    async nextWakeAt(now, ordered) {
+    async nextWakeAt() {
       await ready()
-      return (await first<{ wake: number | null }>(q.nextWake, now, ordered ? 1 : 0))?.wake ?? undefined
+      return queues.nextWakeAt()
     },
 
     async openCount() {
       await ready()
-      return (await first<{ n: number }>(q.openCount))?.n ?? 0
+      return queues.openCount()
+    },
+
+    async endpoint(webhookId) {
+      await ready()
+      return queues.endpoint(webhookId)
+    },
+
+    async resetEndpoint(webhookId) {
+      await ready()
+      await queues.resetEndpoint(webhookId)
+    },
+
+    async setRate(webhookId, rate) {
+      await ready()
+      const owner = await first<{ company: string }>(`SELECT company FROM ${t.webhooks} WHERE id = ?`, webhookId)
+      await queues.setRate(webhookId, owner?.company ?? '', rate)
     },
 
     async getDelivery(company, id) {

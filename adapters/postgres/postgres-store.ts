@@ -1,27 +1,12 @@
 import { LeaseLostError } from 'cotwebhook'
-import type {
-  COTWebhook,
-  ClaimOptions,
-  ClaimedDelivery,
-  EnqueueInput,
-  EnqueueResult,
-  Lease,
-  PruneResult,
-  Settlement,
-  StoreChange,
-} from 'cotwebhook'
+import type { COTWebhook, ClaimOptions, ClaimedDelivery, EndpointChange, EnqueueInput, EnqueueResult, Lease, PruneResult, SettleResult, Settlement, StoreChange } from 'cotwebhook'
+import { batcher } from '../sql/batcher.js'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
+import { SCHEMA_VERSION, backfillQueues, schemaStatements, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
+import { endpointOf, type QueueRecord } from './pg-endpoint.js'
+import { functionNames, functionStatements } from './pg-functions.js'
 import { listen } from './listen.js'
 import type { PgPool, PgQueryable } from './pg-types.js'
-import {
-  SCHEMA_VERSION,
-  schemaStatements,
-  tables,
-  toDelivery,
-  toStoredWebhook,
-  type DeliveryRow,
-  type WebhookRow,
-} from '../sql/schema.js'
 
 /** Options of {@link postgresStore}. */
 export interface PostgresStoreOptions {
@@ -29,66 +14,129 @@ export interface PostgresStoreOptions {
   schema?: string
   /** Prefix of the table names. Default `cotwebhook_`. */
   prefix?: string
+  /** Most emits grouped into one round trip (under load; a lone emit goes at once). Default 256. */
+  maxEnqueueBatch?: number
+  /** Most settles grouped into one round trip. Default 256. */
+  maxSettleBatch?: number
 }
 
 /**
- * The PostgreSQL store: the storage contract plus `migrate()` (safe from several processes at once)
- * and `close()` (which stops listening for notifications; the pool is yours and stays open).
+ * The PostgreSQL store: the storage contract plus `migrate()` (safe from several processes at once,
+ * and while other instances run) and `close()` (which stops listening for notifications; the pool is
+ * yours and stays open: end it with `pool.end()`).
  */
 export type PostgresStore = SqlStore
 
+// Queues looked at per claim beyond its limit, for those that turn out to have nothing to give.
+const CLAIM_SLACK = 16
+// How long migrate() waits for the tables' locks before it lets running instances go first and tries again.
+const MIGRATE_LOCK_TIMEOUT = '200ms'
+const MIGRATE_TRIES = 100
+
 /**
- * A store on PostgreSQL through a `pg.Pool`. Any number of processes may share one database: claims
- * take due deliveries with `FOR UPDATE SKIP LOCKED` under a lease, so each delivery is sent by one
- * of them and a webhook's next delivery waits for the previous one across all of them. Enqueues and
- * webhook writes `NOTIFY`, so other engines wake at once (`watch`).
+ * A store on PostgreSQL through a `pg.Pool`. Any number of processes may share one database. Each
+ * webhook has a queue row; claims take due queues with `FOR UPDATE SKIP LOCKED`, so each delivery is
+ * sent by one of them and a webhook's next delivery waits for the previous one across all of them.
+ * Enqueues, claims and settles are SQL functions: one round trip each, and concurrent emits and
+ * settles are grouped into one call (one commit). Endpoint state (health, circuit, rate) lives in the
+ * queue rows, shared by every instance and kept across restarts. Writes `NOTIFY` (once per call), so
+ * other engines wake at once (`watch`).
  *
  * For `emit(event, { tx: client })`, pass the client on which your `BEGIN` is open: the deliveries
  * and their notification commit with your transaction, or not at all.
  *
- * @param {PgPool} pool - a `pg.Pool`
+ * @param {PgPool} pool - a `pg.Pool` (yours: `close()` leaves it open)
  * @param {string} [options.schema='public'] - schema of the tables
  * @param {string} [options.prefix='cotwebhook_'] - table name prefix
  * @example
  * ```ts
  * import pg from 'pg'
  * import { postgresStore } from 'cotwebhook/postgres'
- * const store = postgresStore(new pg.Pool({ connectionString: process.env.DATABASE_URL }))
+ * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
+ * const store = postgresStore(pool)
  * await store.migrate()
  * const hooks = createWebhooks({ store })
+ * // on shutdown: await hooks.close(); await store.close(); await pool.end()
  * ```
  */
 export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}): PostgresStore {
   const schema = options.schema ?? 'public'
   const prefix = options.prefix ?? 'cotwebhook_'
   const t = tables(prefix, schema)
+  const fn = functionNames(t)
   // One channel per set of tables, so stores on other schemas do not wake each other.
   const channel = `${prefix}${schema}`.slice(0, 63)
-  // The advisory-lock key space of this set of tables (any int4; a collision only makes a claim skip a round).
-  const lockSpace = hash32(channel)
   const listeners = new Set<() => Promise<void>>()
-  const gate = schemaGate('postgresStore', async () => {
+  const readVersion = async (): Promise<string | undefined> => {
     try {
       return (await pool.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)).rows[0]?.value
     } catch (error) {
       if ((error as { code?: string }).code === '42P01') return undefined // undefined_table: never migrated
       throw error
     }
-  })
+  }
+  const gate = schemaGate('postgresStore', readVersion)
   const ready = () => gate.ready()
+  // Named statements: pg prepares each once per connection.
+  const call = (name: string, text: string, values: unknown[]) => pool.query({ name: `${prefix}${schema}_${name}`, text, values })
 
-  const notify = (client: PgQueryable, change: StoreChange) =>
-    client.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(change)])
+  const enqueueMany = batcher<EnqueueInput, EnqueueResult>(
+    async (inputs) => {
+      const items = inputs.map((input) => ({
+        company: input.event.company,
+        eventId: input.eventId,
+        event: input.event,
+        now: input.now,
+        deliveries: input.deliveries,
+        ...(input.idempotencyKey === undefined
+          ? {}
+          : { key: input.idempotencyKey, result: { eventId: input.eventId, deliveries: input.deliveries, duplicate: false } }),
+      }))
+      const { rows } = await call('enqueue', `SELECT i, duplicate, stored FROM ${fn.enqueue}($1::jsonb)`, [JSON.stringify(items)])
+      return inputs.map((input, i): EnqueueResult => {
+        const row = rows.find((r) => r.i === i)
+        if (row?.duplicate) return { ...(row.stored as EnqueueResult), duplicate: true }
+        return { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
+      })
+    },
+    {
+      maxBatch: options.maxEnqueueBatch ?? 256,
+      // One idempotency key per batch: the second waits for the first's outcome in the next one.
+      fits: (input, batch) =>
+        input.idempotencyKey === undefined ||
+        !batch.some((b) => b.idempotencyKey === input.idempotencyKey && b.event.company === input.event.company),
+    },
+  )
 
-  const deliveryColumns = `d.seq, d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
-    d.created_at, d.updated_at, d.next_attempt_at`
-  const deliverySelect = `SELECT ${deliveryColumns}, e.body AS event FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
-  const isHead = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} x
-    WHERE x.webhook_id = d.webhook_id AND x.state = 'pending' AND x.seq < d.seq)`
-  // ($1 = now) None of the webhook's other deliveries is out: an older one committed late (a host
-  // transaction) must not go out beside a younger one already sent.
-  const noneOut = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} y
-    WHERE y.webhook_id = d.webhook_id AND y.state = 'pending' AND y.seq <> d.seq AND y.lease_until >= $1)`
+  type SettleItem = { lease: Lease; settlement: Settlement; release?: true }
+  const settleMany = batcher<SettleItem, SettleResult>(
+    async (entries) => {
+      const items = entries.map(({ lease, settlement: s, release }) => ({
+        id: lease.deliveryId,
+        token: lease.token,
+        now: s.now,
+        state: s.state,
+        response: s.response,
+        ...(release ? { kind: 'release' } : {}),
+        ...(s.attempt ? { attempt: s.attempt } : {}),
+        ...(s.nextAttemptAt === undefined ? {} : { nextAttemptAt: s.nextAttemptAt }),
+        ...(s.holdUntil === undefined ? {} : { holdUntil: s.holdUntil }),
+        ...(s.endpoint ? { outcome: s.endpoint.outcome, exhausted: s.endpoint.exhausted ?? false, policy: s.endpoint.policy } : {}),
+        ...(s.next ? { next: s.next } : {}),
+      }))
+      const { rows } = await call('settle', `SELECT i, ok, change, next_delivery, next_event FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(items)])
+      const byIndex = new Map(rows.map((row) => [row.i as number, row]))
+      return entries.map(({ lease }, i) => {
+        const row = byIndex.get(i)
+        if (!row?.ok) return new LeaseLostError(lease.deliveryId)
+        const result: SettleResult = {}
+        if (row.change) result.endpoint = toChange(row.change)
+        if (row.next_delivery) result.next = toClaimed(row.next_delivery, row.next_event, false, null, null)
+        return result
+      })
+    },
+    { maxBatch: options.maxSettleBatch ?? 256 },
+  )
 
   const transaction = async <T>(work: (client: PgQueryable) => Promise<T>, tx?: unknown): Promise<T> => {
     if (tx !== undefined) {
@@ -118,18 +166,52 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
     }
   }
 
+  // A webhook write and its notification, in one statement.
+  const writeWebhook = async (text: string, values: unknown[], company: string, id: string) => {
+    const change: StoreChange = { kind: 'webhook', company, id }
+    const { rows } = await pool.query(`WITH w AS (${text} RETURNING 1) SELECT pg_notify($${values.length + 1}, $${values.length + 2}) FROM w`, [
+      ...values,
+      channel,
+      JSON.stringify(change),
+    ])
+    return rows.length === 1
+  }
+
   return {
     async migrate() {
-      await transaction(async (client) => {
-        // Several processes may start at once; one migrates, the others wait and find it done.
-        await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`cotwebhook migrate ${schema}.${prefix}`])
-        await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
-        for (const statement of schemaStatements('postgres', t)) await client.query(statement)
-        await client.query(
-          `INSERT INTO ${t.meta} (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-          [String(SCHEMA_VERSION)],
-        )
-      })
+      // Nothing to do takes no lock: every instance runs migrate() on start, beside running emits.
+      if ((await readVersion()) === String(SCHEMA_VERSION)) return gate.passed()
+      for (let tries = 1; ; tries++) {
+        try {
+          await transaction(async (client) => {
+            // Several processes may start at once: one migrates, the others wait and find it done.
+            await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`cotwebhook migrate ${schema}.${prefix}`])
+            const found = await client.query(`SELECT to_regclass($1) AS meta`, [t.meta])
+            if (found.rows[0].meta) {
+              const { rows } = await client.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)
+              if (rows[0]?.value === String(SCHEMA_VERSION)) return
+              // An upgrade with instances running: take the tables before changing them (a short wait,
+              // never a deadlock: past the timeout this attempt stands aside and tries again).
+              await client.query(`SET LOCAL lock_timeout = '${MIGRATE_LOCK_TIMEOUT}'`)
+              await client.query(`LOCK TABLE ${t.idempotency}, ${t.events}, ${t.deliveries}, ${t.webhooks}, ${t.meta} IN ACCESS EXCLUSIVE MODE`)
+            } else {
+              await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
+            }
+            for (const statement of schemaStatements('postgres', t)) await client.query(statement)
+            await client.query(backfillQueues(t))
+            for (const statement of functionStatements(t, channel)) await client.query(statement)
+            await client.query(
+              `INSERT INTO ${t.meta} (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+              [String(SCHEMA_VERSION)],
+            )
+          })
+          break
+        } catch (error) {
+          // 55P03 lock_not_available: running instances hold the tables; let them finish, then retry.
+          if ((error as { code?: string }).code !== '55P03' || tries >= MIGRATE_TRIES) throw error
+          await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80))
+        }
+      }
       gate.passed()
     },
 
@@ -139,14 +221,13 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
 
     async insertWebhook({ webhook, secrets }) {
       await ready()
-      const result = await pool.query(
+      return writeWebhook(
         `INSERT INTO ${t.webhooks} (id, company, code, trigger, is_active, version, doc, secrets)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
         [webhook._id, webhook.company, webhook.code, webhook.trigger, webhook.isActive, webhook.__v, webhook, JSON.stringify(secrets)],
+        webhook.company,
+        webhook._id,
       )
-      if (result.rowCount !== 1) return false
-      await notify(pool, { kind: 'webhook', company: webhook.company, id: webhook._id })
-      return true
     },
 
     async getWebhook(company, id) {
@@ -182,53 +263,26 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
 
     async updateWebhook({ webhook, secrets }, expectedVersion) {
       await ready()
-      const result = await pool.query(
+      return writeWebhook(
         `UPDATE ${t.webhooks} SET trigger = $1, is_active = $2, version = $3, doc = $4, secrets = $5
          WHERE id = $6 AND company = $7 AND version = $8 AND code = $9`,
         [webhook.trigger, webhook.isActive, webhook.__v, webhook, JSON.stringify(secrets), webhook._id, webhook.company, expectedVersion, webhook.code],
+        webhook.company,
+        webhook._id,
       )
-      if (result.rowCount !== 1) return false
-      await notify(pool, { kind: 'webhook', company: webhook.company, id: webhook._id })
-      return true
     },
 
     async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
       await ready()
+      if (input.tx === undefined) return enqueueMany(input)
       const company = input.event.company
-      const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
       return transaction(async (client) => {
-        if (input.idempotencyKey !== undefined) {
-          // Claim the key first: a concurrent enqueue with the same key waits here for this one's outcome.
-          const claimed = await client.query(
-            `INSERT INTO ${t.idempotency} (company, key, result, event_id, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-            [company, input.idempotencyKey, JSON.stringify(result), input.eventId, input.now],
-          )
-          if (claimed.rowCount !== 1) {
-            const { rows } = await client.query(`SELECT result FROM ${t.idempotency} WHERE company = $1 AND key = $2`, [
-              company,
-              input.idempotencyKey,
-            ])
-            return { ...(rows[0].result as EnqueueResult), duplicate: true }
-          }
-        }
-        if (input.deliveries.length) {
-          await client.query(`INSERT INTO ${t.events} (id, company, body, created_at) VALUES ($1, $2, $3, $4)`, [
-            input.eventId,
-            company,
-            input.event,
-            input.now,
-          ])
-          await client.query(
-            `INSERT INTO ${t.deliveries}
-               (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at)
-             SELECT id, $3, webhook_id, $4, 'pending', '[]'::jsonb, NULL, '', $5, $5, $5
-             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS n(id, webhook_id, i) ORDER BY i`,
-            [input.deliveries.map((d) => d.id), input.deliveries.map((d) => d.webhookId), company, input.eventId, input.now],
-          )
-          // Delivered to listeners when this transaction commits (the host's, with a tx), never before.
-          await notify(client, { kind: 'deliveries' })
-        }
-        return result
+        const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
+        const { rows } = await client.query(`SELECT duplicate, stored FROM ${fn.enqueueInTx}($1, $2, $3, $4, $5, $6, $7, $8)`, [
+          company, input.eventId, input.event, input.deliveries.map((d) => d.id), input.deliveries.map((d) => d.webhookId), input.now,
+          input.idempotencyKey ?? null, input.idempotencyKey === undefined ? null : JSON.stringify(result),
+        ])
+        return rows[0]?.duplicate ? { ...(rows[0].stored as EnqueueResult), duplicate: true } : result
       }, input.tx)
     },
 
@@ -236,95 +290,79 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       await ready()
       const { now, limit, leaseMs, owner, ordered } = options
       if (limit <= 0) return []
-      const base = `${owner}:${crypto.randomUUID()}`
-      // One statement: pick due heads, skip rows another claimer has locked, lease them, return them.
-      const { rows } = await pool.query(
-        `WITH picked AS (
-           SELECT d.seq FROM ${t.deliveries} d
-           WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until < $1)
-             -- Ordered: the head, none of its webhook out, and this webhook claimed by no one else right now
-             -- (a transaction-scoped advisory lock, so two concurrent claims cannot both pass the checks).
-             AND (NOT $2::boolean OR (${isHead} AND ${noneOut} AND pg_try_advisory_xact_lock($6::int, hashtext(d.webhook_id))))
-           ORDER BY d.next_attempt_at, d.seq
-           LIMIT $3
-           FOR UPDATE SKIP LOCKED
-         )
-         UPDATE ${t.deliveries} d SET lease_token = $4 || ':' || d.seq, lease_until = $1::bigint + $5::bigint
-         FROM picked WHERE d.seq = picked.seq
-         RETURNING ${deliveryColumns}, d.lease_token,
-           (SELECT e.body FROM ${t.events} e WHERE e.id = d.event_id) AS event`,
-        [now, ordered, limit, base, leaseMs, lockSpace],
-      )
-      return rows
-        .sort((a, b) => Number(a.next_attempt_at) - Number(b.next_attempt_at) || Number(a.seq) - Number(b.seq))
-        .map((row) => ({ delivery: toDelivery(row as DeliveryRow), lease: { deliveryId: row.id as string, token: row.lease_token as string } }))
+      const { rows } = await call('claim', `SELECT delivery, event, probe, rate_per_second, rate_burst FROM ${fn.claim}($1, $2, $3, $4, $5, $6)`, [
+        now, limit, leaseMs, `${owner}:${crypto.randomUUID()}`, ordered, CLAIM_SLACK,
+      ])
+      return rows.map((row) => toClaimed(row.delivery, row.event, row.probe, row.rate_per_second, row.rate_burst))
     },
 
-    async settle(lease: Lease, s: Settlement) {
+    async settle(lease: Lease, settlement: Settlement) {
       await ready()
-      const final = s.state !== 'pending'
-      const held = !final && s.holdUntil !== undefined
-      const result = await pool.query(
-        `UPDATE ${t.deliveries} SET
-           attempts = CASE WHEN $1::jsonb IS NULL THEN attempts ELSE attempts || jsonb_build_array($1::jsonb) END,
-           status = COALESCE($2, status), response = $3, updated_at = $4, state = $5, next_attempt_at = $6,
-           lease_token = $7, lease_until = $8
-         WHERE id = $9 AND lease_token = $10 AND lease_until >= $4 AND state = 'pending'`,
-        [
-          s.attempt === undefined ? null : JSON.stringify(s.attempt),
-          s.attempt?.status ?? null,
-          s.response,
-          s.now,
-          s.state,
-          final ? null : (s.nextAttemptAt ?? s.now),
-          held ? lease.token : null,
-          held ? s.holdUntil : null,
-          lease.deliveryId,
-          lease.token,
-        ],
-      )
-      if (result.rowCount !== 1) throw new LeaseLostError(lease.deliveryId)
-      // Work for others: a webhook's next delivery (after a final one), or a retry handed back.
-      if (!held) await notify(pool, { kind: 'deliveries' })
+      return settleMany({ lease, settlement })
     },
 
     async release(lease: Lease, now: number) {
       await ready()
-      const result = await pool.query(
-        `UPDATE ${t.deliveries} SET lease_token = NULL, lease_until = NULL
-         WHERE id = $1 AND lease_token = $2 AND lease_until >= $3 AND state = 'pending'`,
-        [lease.deliveryId, lease.token, now],
-      )
-      if (result.rowCount !== 1) throw new LeaseLostError(lease.deliveryId)
-      await notify(pool, { kind: 'deliveries' })
+      await settleMany({ lease, settlement: { now, state: 'pending', response: '' }, release: true })
     },
 
-    async nextWakeAt(now, ordered) {
+    async nextWakeAt(now) {
       await ready()
-      const { rows } = await pool.query(
-        `SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until >= $1 THEN d.lease_until ELSE d.next_attempt_at END) AS wake
-         FROM ${t.deliveries} d WHERE d.state = 'pending' AND (NOT $2::boolean OR ${isHead})`,
-        [now, ordered],
+      const { rows } = await call(
+        'next_wake',
+        `SELECT LEAST((SELECT MIN(hint) FROM ${t.queues} WHERE hint IS NOT NULL), (SELECT $1::bigint WHERE EXISTS (SELECT 1 FROM ${t.wakeups}))) AS wake`,
+        [now],
       )
       return rows[0].wake === null ? undefined : Number(rows[0].wake)
     },
 
     async openCount() {
       await ready()
-      const { rows } = await pool.query(`SELECT COUNT(*) AS n FROM ${t.deliveries} WHERE state = 'pending'`)
+      const { rows } = await call(
+        'open_count',
+        `SELECT (SELECT COALESCE(SUM(open), 0) FROM ${t.queues} WHERE hint IS NOT NULL) + (SELECT COALESCE(SUM(n), 0) FROM ${t.wakeups}) AS n`,
+        [],
+      )
       return Number(rows[0].n)
+    },
+
+    async endpoint(webhookId) {
+      await ready()
+      const { rows } = await pool.query(`SELECT * FROM ${t.queues} WHERE webhook_id = $1`, [webhookId])
+      return endpointOf(rows[0] as QueueRecord | undefined)
+    },
+
+    async resetEndpoint(webhookId) {
+      await ready()
+      // A hint of 0 is never late: the next claim looks at the queue and sets it right.
+      await pool.query(
+        `UPDATE ${t.queues} SET version = version + 1, consecutive_failures = 0, failing_since = NULL, failed_attempts = 0, open_until = NULL,
+           cooldown_ms = 0, probe_token = NULL, probe_until = NULL, hint = CASE WHEN hint IS NULL THEN NULL ELSE 0 END WHERE webhook_id = $1`,
+        [webhookId],
+      )
+    },
+
+    async setRate(webhookId, rate) {
+      await ready()
+      await pool.query(
+        `INSERT INTO ${t.queues} AS q (webhook_id, company, rate_per_second, rate_burst)
+         SELECT $1, COALESCE((SELECT company FROM ${t.webhooks} WHERE id = $1), ''), $2, $3
+         ON CONFLICT (webhook_id) DO UPDATE SET version = q.version + 1, rate_per_second = excluded.rate_per_second, rate_burst = excluded.rate_burst,
+           tokens = LEAST(q.tokens, COALESCE(excluded.rate_burst, q.tokens)), hint = CASE WHEN q.hint IS NULL THEN NULL ELSE 0 END`,
+        [webhookId, rate?.perSecond ?? null, rate?.burst ?? null],
+      )
     },
 
     async getDelivery(company, id) {
       await ready()
-      const { rows } = await pool.query(`${deliverySelect} WHERE d.id = $1 AND d.company = $2`, [id, company])
+      const { rows } = await pool.query(`${deliverySelect(t)} WHERE d.id = $1 AND d.company = $2`, [id, company])
       return rows[0] ? toDelivery(rows[0] as DeliveryRow) : undefined
     },
 
     async listDeliveries(company, webhookId, page) {
       await ready()
       const [items, total] = await Promise.all([
-        pool.query(`${deliverySelect} WHERE d.webhook_id = $1 AND d.company = $2 ORDER BY d.seq DESC LIMIT $3 OFFSET $4`, [
+        pool.query(`${deliverySelect(t)} WHERE d.webhook_id = $1 AND d.company = $2 ORDER BY d.seq DESC LIMIT $3 OFFSET $4`, [
           webhookId,
           company,
           page.limit,
@@ -369,10 +407,28 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   }
 }
 
-function hash32(text: string): number {
-  let h = 0
-  for (let i = 0; i < text.length; i++) h = (Math.imul(h, 31) + text.charCodeAt(i)) | 0
-  return h
+// ---- internals
+
+function deliverySelect(t: ReturnType<typeof tables>): string {
+  return `SELECT d.seq, d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
+    d.created_at, d.updated_at, d.next_attempt_at, e.body AS event FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
+}
+
+function toClaimed(row: DeliveryRow & { lease_token: string }, event: unknown, probe: boolean, perSecond: number | null, burst: number | string | null): ClaimedDelivery {
+  const claimed: ClaimedDelivery = { delivery: toDelivery({ ...row, event }), lease: { deliveryId: row.id, token: row.lease_token } }
+  if (probe) claimed.probe = true
+  claimed.rate = perSecond === null ? null : { perSecond: Number(perSecond), burst: Number(burst ?? 1) }
+  return claimed
+}
+
+function toChange(change: { opened?: number | string; closed?: boolean; openUntil?: number | string; disable?: string; consecutiveFailures: number; failingSince?: number | string }): EndpointChange {
+  return {
+    ...(change.opened !== undefined ? { circuit: { state: 'open' as const, until: Number(change.opened) } } : change.closed ? { circuit: { state: 'closed' as const } } : {}),
+    ...(change.openUntil === undefined ? {} : { openUntil: Number(change.openUntil) }),
+    ...(change.disable ? { disable: change.disable as 'failures' | 'failing-too-long' } : {}),
+    consecutiveFailures: Number(change.consecutiveFailures),
+    failingSince: change.failingSince === undefined ? null : Number(change.failingSince),
+  }
 }
 
 function asClient(tx: unknown): PgQueryable {

@@ -5,8 +5,12 @@ import type { Delivery, StoredWebhook } from 'cotwebhook'
  * PostgreSQL, written in each dialect's types. Times are epoch milliseconds.
  */
 
-/** Bumped when a migration changes the tables; stores refuse to run on another version. */
-export const SCHEMA_VERSION = 1
+/**
+ * Bumped when a migration changes the tables; stores refuse to run on another version.
+ * 1: webhooks, events, deliveries, idempotency keys. 2: a queue per webhook (its open count, when it
+ * is next due, what is out, and the endpoint's shared state: health, circuit, rate).
+ */
+export const SCHEMA_VERSION = 2
 
 export type Dialect = 'sqlite' | 'postgres'
 
@@ -17,6 +21,9 @@ export interface Tables {
   events: string
   deliveries: string
   idempotency: string
+  queues: string
+  /** PostgreSQL: wake-ups written by enqueues inside a host transaction, folded into `queues` by claims. */
+  wakeups: string
   /** Prefix for index names (unqualified). */
   index: string
 }
@@ -32,6 +39,8 @@ export function tables(prefix: string, schema?: string): Tables {
     events: q('events'),
     deliveries: q('deliveries'),
     idempotency: q('idempotency'),
+    queues: q('queues'),
+    wakeups: q('wakeups'),
     index: prefix,
   }
 }
@@ -83,9 +92,9 @@ export function schemaStatements(dialect: Dialect, t: Tables): string[] {
       lease_token TEXT,
       lease_until ${int}
     )`,
-    // Claims scan open deliveries by due time; the head check probes a webhook's open queue.
-    `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_due ON ${t.deliveries} (next_attempt_at, seq) WHERE state = 'pending'`,
+    // A webhook's open deliveries: in order (its head), and by due time (unordered claims).
     `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_queue ON ${t.deliveries} (webhook_id, seq) WHERE state = 'pending'`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_ready ON ${t.deliveries} (webhook_id, next_attempt_at, seq) WHERE state = 'pending'`,
     // Logs: a webhook's deliveries newest first. Pruning: old final ones; events by reference.
     `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_log ON ${t.deliveries} (webhook_id, seq)`,
     `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_final ON ${t.deliveries} (updated_at) WHERE state <> 'pending'`,
@@ -100,7 +109,73 @@ export function schemaStatements(dialect: Dialect, t: Tables): string[] {
       PRIMARY KEY (company, key)
     )`,
     `CREATE INDEX IF NOT EXISTS ${t.index}idempotency_created ON ${t.idempotency} (created_at)`,
+    ...queueStatements(dialect, t),
   ]
+}
+
+/**
+ * Version 2: one row per webhook with open deliveries (or endpoint state). Claims pick rows by `hint`
+ * (never later than the first moment one of its deliveries may go, `NULL` while nothing is open), so a
+ * claim reads a few queue rows and one index entry each, whatever the backlog behind them.
+ */
+function queueStatements(dialect: Dialect, t: Tables): string[] {
+  const pg = dialect === 'postgres'
+  const int = pg ? 'BIGINT' : 'INTEGER'
+  const real = pg ? 'DOUBLE PRECISION' : 'REAL'
+  const bool = pg ? 'BOOLEAN' : 'INTEGER'
+  const yes = pg ? 'TRUE' : '1'
+  const statements = [
+    `CREATE TABLE IF NOT EXISTS ${t.queues} (
+      webhook_id TEXT PRIMARY KEY,
+      company TEXT NOT NULL,
+      version ${int} NOT NULL DEFAULT 0,
+      ordered ${bool} NOT NULL DEFAULT ${yes},
+      open ${int} NOT NULL DEFAULT 0,
+      hint ${int},
+      hint_seq ${int},
+      out ${int} NOT NULL DEFAULT 0,
+      out_until ${int},
+      consecutive_failures ${int} NOT NULL DEFAULT 0,
+      failing_since ${int},
+      last_success_at ${int},
+      last_failure_at ${int},
+      failed_attempts ${int} NOT NULL DEFAULT 0,
+      open_until ${int},
+      cooldown_ms ${int} NOT NULL DEFAULT 0,
+      probe_token TEXT,
+      probe_until ${int},
+      rate_per_second ${real},
+      rate_burst ${int},
+      tokens ${real} NOT NULL DEFAULT 0,
+      tokens_at ${int}
+    )`,
+    `CREATE INDEX IF NOT EXISTS ${t.index}queues_due ON ${t.queues} (hint, hint_seq) WHERE hint IS NOT NULL`,
+    // Version 1 claimed by scanning this index; claims now start from the queues.
+    `DROP INDEX IF EXISTS ${pg ? `${t.queues.split('.')[0]}.` : ''}${t.index}deliveries_due`,
+  ]
+  if (pg) {
+    statements.push(`CREATE TABLE IF NOT EXISTS ${t.wakeups} (
+      seq BIGSERIAL PRIMARY KEY,
+      webhook_id TEXT NOT NULL,
+      company TEXT NOT NULL,
+      n ${int} NOT NULL,
+      at ${int} NOT NULL,
+      first_seq ${int} NOT NULL
+    )`)
+  }
+  return statements
+}
+
+/**
+ * Fills the queues of a version 1 database from its open deliveries (leased ones included), so an
+ * upgraded database delivers everything that was pending. Safe to run again: it only adds what is
+ * missing.
+ */
+export function backfillQueues(t: Tables): string {
+  return `INSERT INTO ${t.queues} (webhook_id, company, open, hint, hint_seq, out, out_until)
+    SELECT webhook_id, MIN(company), COUNT(*), MIN(next_attempt_at), MIN(seq), COUNT(lease_until), MAX(lease_until)
+    FROM ${t.deliveries} WHERE state = 'pending' GROUP BY webhook_id
+    ON CONFLICT (webhook_id) DO NOTHING`
 }
 
 /** The message of a store whose schema is missing or from another version. */

@@ -9,18 +9,6 @@ export function sqliteSql(t: Tables) {
   const deliverySelect = `SELECT d.seq, d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
       d.created_at, d.updated_at, d.next_attempt_at, e.body AS event
     FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
-  // A delivery is its webhook's head when no older one of that webhook is still open.
-  const isHead = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} x
-      WHERE x.webhook_id = d.webhook_id AND x.state = 'pending' AND x.seq < d.seq)`
-  // (now) And none of its webhook's other deliveries is out: an older one committed late (a host
-  // transaction) must not go out beside a younger one already sent.
-  const noneOut = `NOT EXISTS (SELECT 1 FROM ${t.deliveries} y
-      WHERE y.webhook_id = d.webhook_id AND y.state = 'pending' AND y.seq <> d.seq AND y.lease_until >= ?)`
-  // (now, now, ordered 0|1, now, limit)
-  const due = `SELECT d.seq FROM ${t.deliveries} d
-    WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?)
-      AND (? = 0 OR (${isHead} AND ${noneOut}))
-    ORDER BY d.next_attempt_at, d.seq LIMIT ?`
   return {
     /** (version) */
     setVersion: `INSERT INTO ${t.meta} (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
@@ -50,38 +38,12 @@ export function sqliteSql(t: Tables) {
     insertDelivery: `INSERT INTO ${t.deliveries}
       (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at)
       VALUES (?, ?, ?, ?, 'pending', '[]', NULL, '', ?, ?, ?)`,
-    /** (now, now, ordered 0|1, now, limit) */
-    due,
-    /** (leaseToken, leaseUntil, seq) */
-    lease: `UPDATE ${t.deliveries} SET lease_token = ?, lease_until = ? WHERE seq = ?`,
-    /** (tokenBase, leaseUntil, now, now, ordered 0|1, now, limit): leases the due ones in one statement, returning them. */
-    leaseDue: `UPDATE ${t.deliveries} SET lease_token = ? || ':' || seq, lease_until = ?
-      WHERE seq IN (${due})
-      RETURNING seq, id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, lease_token`,
-    /** (seq) */
-    deliveryBySeq: `${deliverySelect} WHERE d.seq = ?`,
-    /** (attempt|null, attempt|null, status|null, response, now, state, nextAttemptAt|null, leaseToken|null, leaseUntil|null, id, token, now) */
-    settle: `UPDATE ${t.deliveries} SET
-        attempts = CASE WHEN ? IS NULL THEN attempts ELSE json_insert(attempts, '$[#]', json(?)) END,
-        status = COALESCE(?, status), response = ?, updated_at = ?, state = ?, next_attempt_at = ?,
-        lease_token = ?, lease_until = ?
-      WHERE id = ? AND lease_token = ? AND lease_until >= ? AND state = 'pending'`,
-    /** (id, token, now) */
-    release: `UPDATE ${t.deliveries} SET lease_token = NULL, lease_until = NULL
-      WHERE id = ? AND lease_token = ? AND lease_until >= ? AND state = 'pending'`,
-    /** (now, ordered 0|1) */
-    nextWake: `SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until >= ? THEN d.lease_until
-        ELSE d.next_attempt_at END) AS wake
-      FROM ${t.deliveries} d WHERE d.state = 'pending' AND (? = 0 OR ${isHead})`,
-    openCount: `SELECT COUNT(*) AS n FROM ${t.deliveries} WHERE state = 'pending'`,
     /** (id, company) */
     getDelivery: `${deliverySelect} WHERE d.id = ? AND d.company = ?`,
     /** (webhookId, company, limit, offset) */
     listDeliveries: `${deliverySelect} WHERE d.webhook_id = ? AND d.company = ? ORDER BY d.seq DESC LIMIT ? OFFSET ?`,
     /** (webhookId, company) */
     countDeliveries: `SELECT COUNT(*) AS n FROM ${t.deliveries} WHERE webhook_id = ? AND company = ?`,
-    /** (eventIds…): bodies of the events of claimed deliveries. */
-    eventBodies: (count: number) => `SELECT id, body FROM ${t.events} WHERE id IN (${Array(count).fill('?').join(', ')})`,
     /** (before, limit) each */
     pruneDeliveries: `DELETE FROM ${t.deliveries} WHERE seq IN (SELECT seq FROM ${t.deliveries}
       WHERE state <> 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?)`,
@@ -91,20 +53,4 @@ export function sqliteSql(t: Tables) {
     pruneIdempotency: `DELETE FROM ${t.idempotency} WHERE rowid IN (SELECT i.rowid FROM ${t.idempotency} i WHERE i.created_at < ?
       AND NOT EXISTS (SELECT 1 FROM ${t.deliveries} d WHERE d.event_id = i.event_id AND d.state = 'pending') LIMIT ?)`,
   }
-}
-
-/** The parameters of `settle`, in order. */
-export function settleParams(
-  lease: { deliveryId: string; token: string },
-  s: { now: number; attempt?: unknown; response: string; state: string; nextAttemptAt?: number; holdUntil?: number; attemptStatus?: number },
-): unknown[] {
-  const attempt = s.attempt === undefined ? null : JSON.stringify(s.attempt)
-  const final = s.state !== 'pending'
-  const held = !final && s.holdUntil !== undefined
-  return [
-    attempt, attempt, s.attemptStatus ?? null, s.response, s.now, s.state,
-    final ? null : (s.nextAttemptAt ?? s.now),
-    held ? lease.token : null, held ? s.holdUntil! : null,
-    lease.deliveryId, lease.token, s.now,
-  ]
 }

@@ -7,13 +7,16 @@ import type {
   EnqueueResult,
   Lease,
   PruneResult,
+  SettleResult,
   Settlement,
   StoredWebhook,
 } from 'cotwebhook'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
-import { settleParams, sqliteSql } from '../sql/sqlite-sql.js'
+import { countBy, sqliteQueues, type SqlExecutor } from '../sql/sqlite-queues.js'
+import { sqliteSql } from '../sql/sqlite-sql.js'
 import {
   SCHEMA_VERSION,
+  backfillQueues,
   schemaStatements,
   tables,
   toDelivery,
@@ -99,14 +102,14 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
   }
 
   const q = sqliteSql(t)
-  const gate = schemaGate('sqliteStore', async () => {
-    const db = await opening
+  const readVersion = (db: SqliteDatabase) => {
     try {
       return (prepared(db, q.readVersion).get() as { value: string } | null)?.value
     } catch {
       return undefined // no such table: never migrated
     }
-  })
+  }
+  const gate = schemaGate('sqliteStore', async () => readVersion(await opening))
 
   // Every call but migrate() waits for the connection and the schema check.
   const ready = async (): Promise<SqliteDatabase> => {
@@ -115,13 +118,63 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
   }
   const changes = (result: { changes: number | bigint }) => Number(result.changes)
 
+  // The queue logic runs its statements through this, inside one transaction per operation.
+  const executor = (db: SqliteDatabase): SqlExecutor => ({
+    all: async (sql, params) => prepared(db, sql).all(...params) as never[],
+    get: async (sql, params) => (prepared(db, sql).get(...params) ?? undefined) as never,
+    run: async (sql, params) => changes(prepared(db, sql).run(...params)),
+    transactional: true,
+  })
+  let queues: ReturnType<typeof sqliteQueues> | undefined
+  const queuesOf = (db: SqliteDatabase) => (queues ??= sqliteQueues(executor(db), t, 500))
+  // One operation at a time on the store's connection: the queue logic awaits between statements,
+  // and another operation's BEGIN must not land inside this one's transaction.
+  let turn: Promise<unknown> = Promise.resolve()
+  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = turn.then(work, work)
+    turn = run.catch(() => {})
+    return run
+  }
+  // Runs queue work in an IMMEDIATE transaction, waiting (asynchronously) while another connection
+  // holds the write lock; with `skipIfBusy`, answers `fallback` at once instead.
+  const transact = <T>(work: (queues: ReturnType<typeof sqliteQueues>) => Promise<T>, skipIfBusy?: { fallback: T }): Promise<T> =>
+    exclusive(async () => {
+      const db = await ready()
+      const deadline = Date.now() + busyTimeoutMs
+      for (;;) {
+        try {
+          db.exec('BEGIN IMMEDIATE')
+          break
+        } catch (error) {
+          if (!isBusy(error)) throw error
+          if (skipIfBusy) return skipIfBusy.fallback
+          if (Date.now() >= deadline) throw error
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        }
+      }
+      try {
+        const result = await work(queuesOf(db))
+        db.exec('COMMIT')
+        return result
+      } catch (error) {
+        if (db.inTransaction) db.exec('ROLLBACK')
+        throw error
+      }
+    })
+
   return {
     async migrate() {
       const db = await opening
-      atomic(db, () => {
-        for (const statement of schemaStatements('sqlite', t)) db.exec(statement)
-        prepared(db, q.setVersion).run(String(SCHEMA_VERSION))
-      })
+      const version = readVersion(db)
+      if (version !== String(SCHEMA_VERSION)) {
+        // Creates what is missing (all of it on a new file); a version 1 file gains its queues, filled
+        // from its open deliveries, in the same transaction.
+        atomic(db, () => {
+          for (const statement of schemaStatements('sqlite', t)) db.exec(statement)
+          db.exec(backfillQueues(t))
+          prepared(db, q.setVersion).run(String(SCHEMA_VERSION))
+        })
+      }
       gate.passed()
     },
 
@@ -131,10 +184,10 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     },
 
     async insertWebhook({ webhook, secrets }) {
-      const result = await write((db) => prepared(db, q.insertWebhook).run(
+      const result = await exclusive(() => write((db) => prepared(db, q.insertWebhook).run(
         webhook._id, webhook.company, webhook.code, webhook.trigger, webhook.isActive ? 1 : 0, webhook.__v,
         JSON.stringify(webhook), JSON.stringify(secrets),
-      ))
+      )))
       return changes(result) === 1
     },
 
@@ -160,10 +213,10 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     },
 
     async updateWebhook({ webhook, secrets }: StoredWebhook, expectedVersion) {
-      const result = await write((db) => prepared(db, q.updateWebhook).run(
+      const result = await exclusive(() => write((db) => prepared(db, q.updateWebhook).run(
         webhook.trigger, webhook.isActive ? 1 : 0, webhook.__v, JSON.stringify(webhook), JSON.stringify(secrets),
         webhook._id, webhook.company, expectedVersion, webhook.code,
-      ))
+      )))
       return changes(result) === 1
     },
 
@@ -176,7 +229,9 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
       }
       const company = input.event.company
       // Inside the host's transaction the lock is the host's: no waiting. Otherwise wait it out asynchronously.
-      const run = <T>(work: (db: SqliteDatabase) => T) => (input.tx === undefined ? write(work) : Promise.resolve(work(asConnection(input.tx))))
+      const run = <T>(work: (db: SqliteDatabase) => T) =>
+        input.tx === undefined ? exclusive(() => write(work)) : Promise.resolve(work(asConnection(input.tx)))
+      const arrive = queuesOf(own).arrive
       return run((db) => atomic(db, () => {
         if (input.idempotencyKey !== undefined) {
           const seen = prepared(db, q.readIdempotency).get(company, input.idempotencyKey) as { result: string } | null | undefined
@@ -186,6 +241,8 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
           prepared(db, q.insertEvent).run(input.eventId, company, JSON.stringify(input.event), input.now)
           const insert = prepared(db, q.insertDelivery)
           for (const d of input.deliveries) insert.run(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now)
+          // Each webhook's queue learns of its new deliveries in the same transaction.
+          for (const [webhookId, n] of countBy(input.deliveries)) prepared(db, arrive).run(webhookId, company, n, input.now, input.eventId, webhookId)
         }
         const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
         if (input.idempotencyKey !== undefined) {
@@ -197,47 +254,44 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
 
     async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
       const db = await ready()
-      const { now, limit, leaseMs, owner, ordered } = options
-      if (limit <= 0) return []
+      if (options.limit <= 0) return []
       // A host transaction is open on the store's own connection: a claim now would be part of it.
       if (db.inTransaction) return []
-      const params = [now, now, ordered ? 1 : 0, now, limit]
       // Read first, outside any transaction: an idle poll never takes the write lock, so it never
       // waits behind a host transaction that is open on another connection.
-      if (!prepared(db, q.due).all(...params).length) return []
-      const base = `${owner}:${crypto.randomUUID()}`
+      if ((await queuesOf(db).nextWakeAt()) === undefined) return []
       // The file is locked by someone else's transaction: claim on a later round instead of waiting.
-      return tryWrite(() => atomic(db, () =>
-        // Picked again under the write lock: that answer is the one that counts.
-        (prepared(db, q.due).all(...params) as { seq: number }[]).map(({ seq }) => {
-          const token = `${base}:${seq}`
-          prepared(db, q.lease).run(token, now + leaseMs, seq)
-          const delivery = toDelivery(prepared(db, q.deliveryBySeq).get(seq) as DeliveryRow)
-          return { delivery, lease: { deliveryId: delivery.id, token } }
-        }),
-      ), [])
+      return transact((queues) => queues.claim(options), { fallback: [] })
     },
 
-    async settle(lease: Lease, s: Settlement) {
-      const result = await write((db) => prepared(db, q.settle).run(...settleParams(lease, { ...s, attemptStatus: s.attempt?.status })))
-      if (changes(result) !== 1) throw new LeaseLostError(lease.deliveryId)
+    async settle(lease: Lease, s: Settlement): Promise<SettleResult> {
+      return transact((queues) => queues.settle(lease, s))
     },
 
     async release(lease: Lease, now: number) {
-      if (changes(await write((db) => prepared(db, q.release).run(lease.deliveryId, lease.token, now))) !== 1) {
-        throw new LeaseLostError(lease.deliveryId)
-      }
+      await transact((queues) => queues.release(lease, now))
     },
 
-    async nextWakeAt(now, ordered) {
-      const db = await ready()
-      const row = prepared(db, q.nextWake).get(now, ordered ? 1 : 0) as { wake: number | null }
-      return row.wake ?? undefined
+    async nextWakeAt() {
+      return queuesOf(await ready()).nextWakeAt()
     },
 
     async openCount() {
+      return queuesOf(await ready()).openCount()
+    },
+
+    async endpoint(webhookId) {
+      return queuesOf(await ready()).endpoint(webhookId)
+    },
+
+    async resetEndpoint(webhookId) {
+      await transact((queues) => queues.resetEndpoint(webhookId))
+    },
+
+    async setRate(webhookId, rate) {
       const db = await ready()
-      return (prepared(db, q.openCount).get() as { n: number }).n
+      const company = (prepared(db, 'SELECT company FROM ' + t.webhooks + ' WHERE id = ?').get(webhookId) as { company: string } | undefined)?.company ?? ''
+      await transact((queues) => queues.setRate(webhookId, company, rate))
     },
 
     async getDelivery(company, id) {
@@ -254,11 +308,11 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     },
 
     async prune(before, limit): Promise<PruneResult> {
-      return write((db) => atomic(db, () => ({
+      return exclusive(() => write((db) => atomic(db, () => ({
         deliveries: changes(prepared(db, q.pruneDeliveries).run(before, limit)),
         events: changes(prepared(db, q.pruneEvents).run(before, limit)),
         idempotencyKeys: changes(prepared(db, q.pruneIdempotency).run(before, limit)),
-      })))
+      }))))
     },
   }
 }
@@ -296,16 +350,6 @@ function atomic<T>(db: SqliteDatabase, work: () => T): T {
 function isBusy(error: unknown): boolean {
   const code = String((error as { code?: unknown }).code ?? '')
   return code.startsWith('SQLITE_BUSY') || /database is locked/i.test(String((error as Error).message))
-}
-
-/** Runs a write; if the file is locked, answers `fallback` instead of waiting. */
-function tryWrite<T>(work: () => T, fallback: T): T {
-  try {
-    return work()
-  } catch (error) {
-    if (isBusy(error)) return fallback
-    throw error
-  }
 }
 
 function asConnection(tx: unknown): SqliteDatabase {

@@ -26,6 +26,14 @@ export const CONFORMANCE_CASES = [
   'refuses a settle after the held lease ran out',
   'keeps the idempotency key of an event with an open delivery',
   'holds back an older delivery while a younger one of its webhook is out',
+  'skips a webhook whose circuit is open and lets one probe through when its cool-down ends',
+  'lets the next probe through when one ends without an attempt',
+  'counts deliveries exhausted in a row and says when the rule turns the webhook off',
+  'hands out no more of a webhook than its stored rate allows, and none while its bucket is empty',
+  'passes an ordered webhook’s queue to its next delivery in the settle that ends the head',
+  'settles that race each answer on their own, a lost lease among them',
+  'keeps endpoint state, queues and leases when the store is opened again',
+  'never hands two deliveries of one webhook to concurrent ordered claimers',
 ] as const
 
 /** One case name of {@link CONFORMANCE_CASES}. */

@@ -4,6 +4,7 @@ import type { COTWebhook } from '../model.js'
 import type { ClaimOptions, EnqueueInput, Store } from '../store.js'
 import type { ConformanceCase } from './cases.js'
 import { outboxCases } from './outbox-cases.js'
+import { queueCases } from './queue-cases.js'
 import { taskEvent, webhookRecord } from './fixtures.js'
 
 /** Options of {@link runStoreConformance}. */
@@ -14,6 +15,11 @@ export interface ConformanceOptions {
   create: () => Store | Promise<Store>
   /** Disposes of a store after its test (close pools, delete files). */
   cleanup?: (store: Store) => void | Promise<void>
+  /**
+   * Opens the same data again as a new store object, as a restarted process would (the store given
+   * stays open). Default: the same object, for stores whose data lives in the object (memory).
+   */
+  reopen?: (store: Store) => Store | Promise<Store>
   /** Cases to skip, each with the reason printed beside it. */
   skip?: Partial<Record<ConformanceCase, string>>
 }
@@ -155,6 +161,8 @@ export function runStoreConformance(options: ConformanceOptions): void {
       expect((await store.getWebhook(A, record.webhook._id))?.webhook.name).toBe('original')
     })
 
-    outboxCases({ test, claim, enqueue, hook, A, B, store: () => store })
+    const reopen = async () => (options.reopen ? options.reopen(store) : store)
+    outboxCases({ test, claim, enqueue, hook, A, B, store: () => store, reopen })
+    queueCases({ test, claim, enqueue, hook, A, B, store: () => store, reopen })
   })
 }

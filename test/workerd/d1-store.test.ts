@@ -6,13 +6,21 @@ import { runStoreConformance, taskEvent, webhookRecord } from 'cotwebhook/testin
 import { d1Store, type D1Like } from 'cotwebhook/cloudflare'
 
 let tables = 0
+const prefixes = new WeakMap<object, string>()
 runStoreConformance({
   name: 'd1 (inside workerd)',
   create: async () => {
     // Tables of their own per test: D1 storage lives as long as the test file.
-    const store = d1Store((env as { DB: D1Like }).DB, { prefix: `t${++tables}_` })
+    const prefix = `t${++tables}_`
+    const store = d1Store((env as { DB: D1Like }).DB, { prefix })
+    prefixes.set(store, prefix)
     await store.migrate()
     return store
+  },
+  reopen: (store) => d1Store((env as { DB: D1Like }).DB, { prefix: prefixes.get(store)! }),
+  skip: {
+    'passes an ordered webhook’s queue to its next delivery in the settle that ends the head':
+      'D1 has no interactive transactions, so a settle cannot also take the next delivery; the next claim does',
   },
 })
 

@@ -1,0 +1,77 @@
+/**
+ * Groups concurrent calls into one round trip: a call made while a flush is under way waits for the
+ * next flush, which takes every call queued meanwhile. There is no timer: a lone call goes at once,
+ * and under load batches form by themselves (as a database's group commit does).
+ */
+
+/** Options of {@link batcher}. */
+export interface BatcherOptions<I> {
+  /** Most items in one flush. */
+  maxBatch: number
+  /** Flushes under way at once. Default 1. */
+  concurrency?: number
+  /** Whether an item may join a batch holding these (say, not two with one idempotency key). Default: always. */
+  fits?: (item: I, batch: I[]) => boolean
+}
+
+/**
+ * Makes a function that queues an item and resolves with its own result: `flush` gets the items of
+ * one batch and answers, in the same order, a result or an `Error` for each (an error thrown by
+ * `flush` fails every item of its batch).
+ *
+ * @example
+ * ```ts
+ * const settle = batcher((items) => settleMany(items), { maxBatch: 256 })
+ * await settle(item) // this item's result, or it rejects with its own error
+ * ```
+ */
+export function batcher<I, O>(flush: (items: I[]) => Promise<Array<O | Error>>, options: BatcherOptions<I>): (item: I) => Promise<O> {
+  const queued: Array<{ item: I; resolve: (value: O) => void; reject: (error: unknown) => void }> = []
+  const concurrency = options.concurrency ?? 1
+  let running = 0
+
+  const take = () => {
+    if (!options.fits) return queued.splice(0, options.maxBatch)
+    const batch: typeof queued = []
+    const items: I[] = []
+    for (let i = 0; i < queued.length && batch.length < options.maxBatch; ) {
+      const entry = queued[i]!
+      if (options.fits(entry.item, items)) {
+        batch.push(entry)
+        items.push(entry.item)
+        queued.splice(i, 1)
+      } else i++
+    }
+    return batch
+  }
+
+  const pump = () => {
+    while (running < concurrency && queued.length) {
+      const batch = take()
+      running++
+      flush(batch.map((entry) => entry.item))
+        .then(
+          (results) => {
+            batch.forEach((entry, i) => {
+              const result = results[i]
+              if (result instanceof Error) entry.reject(result)
+              else entry.resolve(result as O)
+            })
+          },
+          (error: unknown) => {
+            for (const entry of batch) entry.reject(error)
+          },
+        )
+        .finally(() => {
+          running--
+          pump()
+        })
+    }
+  }
+
+  return (item) =>
+    new Promise<O>((resolve, reject) => {
+      queued.push({ item, resolve, reject })
+      pump()
+    })
+}

@@ -1,0 +1,434 @@
+import { LeaseLostError, type ClaimOptions, type ClaimedDelivery, type EndpointState, type Lease, type RateLimit, type SettleResult, type Settlement } from 'cotwebhook'
+import { applyQueueSettle, gateOf, queueAvailability, takeFromQueue, type QueueState } from './queue-rules.js'
+import { toDelivery, type DeliveryRow, type Tables } from './schema.js'
+
+/**
+ * The per-webhook queues on SQLite, shared by the better-sqlite3/`bun:sqlite` store and the D1 store:
+ * the same statements, the same rules (`queue-rules.ts`, which the memory store's behaviour defines).
+ *
+ * Every write that reads a queue row first is a compare-and-set on the row's `version`, and every
+ * lease is taken by an `UPDATE` that checks the delivery is still free. On better-sqlite3 each
+ * operation runs inside one transaction, so those checks always pass; D1 has no interactive
+ * transactions, so there they are what keeps two Workers from taking the same delivery or undoing
+ * each other's writes.
+ */
+
+/** How the queue logic reaches the database. */
+export interface SqlExecutor {
+  all<T>(sql: string, params: unknown[]): Promise<T[]>
+  get<T>(sql: string, params: unknown[]): Promise<T | undefined>
+  /** Runs a write; resolves to the number of rows it changed. */
+  run(sql: string, params: unknown[]): Promise<number>
+  /** Whether each operation runs in one transaction (then `next` can be leased in the settle). */
+  readonly transactional: boolean
+}
+
+/** A queue row as selected. */
+interface QueueRow {
+  webhook_id: string
+  company: string
+  version: number
+  ordered: number | boolean
+  open: number
+  hint: number | null
+  hint_seq: number | null
+  out: number
+  out_until: number | null
+  consecutive_failures: number
+  failing_since: number | null
+  last_success_at: number | null
+  last_failure_at: number | null
+  failed_attempts: number
+  open_until: number | null
+  cooldown_ms: number
+  probe_token: string | null
+  probe_until: number | null
+  rate_per_second: number | null
+  rate_burst: number | null
+  tokens: number
+  tokens_at: number | null
+}
+
+/** A delivery a claim may take, as selected. */
+interface Candidate {
+  seq: number
+  id: string
+  next_attempt_at: number
+  lease_until: number | null
+}
+
+// Attempts at a compare-and-set before giving up (only D1 can lose one, to another Worker).
+const CAS_ROUNDS = 8
+// Queues looked at per claim beyond the limit, for those that turn out to have nothing to give.
+const CANDIDATE_SLACK = 16
+
+/** The statements of the queue logic (SQLite dialect, positional parameters). */
+export function queueSql(t: Tables) {
+  const deliveryColumns = `seq, id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, lease_token, lease_until`
+  return {
+    /** (now, limit) */
+    candidates: `SELECT * FROM ${t.queues} WHERE hint IS NOT NULL AND hint <= ? ORDER BY hint, hint_seq LIMIT ?`,
+    /** (webhookId) */
+    queue: `SELECT * FROM ${t.queues} WHERE webhook_id = ?`,
+    /** (webhookId) */
+    head: `SELECT seq, id, next_attempt_at, lease_until FROM ${t.deliveries} WHERE webhook_id = ? AND state = 'pending' ORDER BY seq LIMIT 1`,
+    /** (webhookId, now, now, limit) */
+    ready: `SELECT seq, id, next_attempt_at, lease_until FROM ${t.deliveries}
+      WHERE webhook_id = ? AND state = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+      ORDER BY next_attempt_at, seq LIMIT ?`,
+    /** (webhookId, now): the earliest future due time and its delivery */
+    nextDue: `SELECT next_attempt_at, seq FROM ${t.deliveries} WHERE webhook_id = ? AND state = 'pending' AND next_attempt_at > ?
+      ORDER BY next_attempt_at, seq LIMIT 1`,
+    /** (token, leaseUntil, seq, now): takes a delivery only if it is still free */
+    lease: `UPDATE ${t.deliveries} SET lease_token = ?, lease_until = ?
+      WHERE seq = ? AND state = 'pending' AND (lease_until IS NULL OR lease_until < ?)
+      RETURNING ${deliveryColumns}`,
+    /** (eventIds…) */
+    eventBodies: (count: number) => `SELECT id, body FROM ${t.events} WHERE id IN (${Array(count).fill('?').join(', ')})`,
+    /** (attempt|null, attempt|null, status|null, response, now, state, nextAttemptAt|null, leaseToken|null, leaseUntil|null, id, token, now) */
+    settle: `UPDATE ${t.deliveries} SET
+        attempts = CASE WHEN ? IS NULL THEN attempts ELSE json_insert(attempts, '$[#]', json(?)) END,
+        status = COALESCE(?, status), response = ?, updated_at = ?, state = ?, next_attempt_at = ?,
+        lease_token = ?, lease_until = ?
+      WHERE id = ? AND lease_token = ? AND lease_until >= ? AND state = 'pending'
+      RETURNING webhook_id, company, seq, next_attempt_at`,
+    /** (id, token, now) */
+    release: `UPDATE ${t.deliveries} SET lease_token = NULL, lease_until = NULL
+      WHERE id = ? AND lease_token = ? AND lease_until >= ? AND state = 'pending'
+      RETURNING webhook_id, company, seq, next_attempt_at`,
+    /** (…columns, webhookId, version) */
+    write: `UPDATE ${t.queues} SET version = version + 1, ordered = ?, open = ?, hint = ?, hint_seq = ?, out = ?, out_until = ?,
+        consecutive_failures = ?, failing_since = ?, last_success_at = ?, last_failure_at = ?, failed_attempts = ?, open_until = ?,
+        cooldown_ms = ?, probe_token = ?, probe_until = ?, rate_per_second = ?, rate_burst = ?, tokens = ?, tokens_at = ?
+      WHERE webhook_id = ? AND version = ?`,
+    /** (webhookId, company) */
+    ensure: `INSERT INTO ${t.queues} (webhook_id, company) VALUES (?, ?) ON CONFLICT (webhook_id) DO NOTHING`,
+    /** (webhookId, company, n, at, eventId, webhookId): an enqueue's share of a queue, after its deliveries */
+    arrive: `INSERT INTO ${t.queues} (webhook_id, company, version, open, hint, hint_seq)
+      VALUES (?, ?, 1, ?, ?, (SELECT MIN(seq) FROM ${t.deliveries} WHERE event_id = ? AND webhook_id = ?))
+      ON CONFLICT (webhook_id) DO UPDATE SET version = version + 1, open = open + excluded.open,
+        hint = CASE WHEN hint IS NULL OR max(excluded.hint, COALESCE(open_until, 0)) < hint THEN max(excluded.hint, COALESCE(open_until, 0)) ELSE hint END,
+        hint_seq = CASE WHEN hint IS NULL OR max(excluded.hint, COALESCE(open_until, 0)) < hint THEN excluded.hint_seq ELSE hint_seq END`,
+    nextWake: `SELECT MIN(hint) AS wake FROM ${t.queues} WHERE hint IS NOT NULL`,
+    openCount: `SELECT COALESCE(SUM(open), 0) AS n FROM ${t.queues} WHERE hint IS NOT NULL`,
+    /** (webhookId) */
+    // A hint of 0 is never late: the next claim looks at the queue and sets it right.
+    reset: `UPDATE ${t.queues} SET version = version + 1, consecutive_failures = 0, failing_since = NULL, failed_attempts = 0,
+      open_until = NULL, cooldown_ms = 0, probe_token = NULL, probe_until = NULL,
+      hint = CASE WHEN hint IS NULL THEN NULL ELSE 0 END WHERE webhook_id = ?`,
+    /** (perSecond, burst, burst, webhookId) */
+    setRate: `UPDATE ${t.queues} SET version = version + 1, rate_per_second = ?, rate_burst = ?, tokens = min(tokens, COALESCE(?, tokens)),
+      hint = CASE WHEN hint IS NULL THEN NULL ELSE 0 END WHERE webhook_id = ?`,
+  }
+}
+
+/**
+ * The queue operations of the SQLite-dialect stores over an executor.
+ *
+ * @example
+ * ```ts
+ * const queues = sqliteQueues(executor, tables('cotwebhook_'))
+ * const claimed = await queues.claim({ now: Date.now(), limit: 10, leaseMs: 60_000, owner: 'a', ordered: true })
+ * ```
+ */
+export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
+  const q = queueSql(t)
+
+  const read = async (webhookId: string): Promise<QueueState | undefined> => {
+    const row = await x.get<QueueRow>(q.queue, [webhookId])
+    return row && fromRow(row)
+  }
+
+  // Writes a queue's new state if nobody else wrote it since it was read.
+  const write = async (state: QueueState): Promise<boolean> =>
+    (await x.run(q.write, [...columns(state), state.webhookId, state.version])) === 1
+
+  // Reads, changes and writes a queue until the write lands (at once, inside a transaction).
+  const update = async <T>(webhookId: string, company: string, change: (state: QueueState) => Promise<T>): Promise<T> => {
+    for (let round = 0; ; round++) {
+      let state = await read(webhookId)
+      if (!state) {
+        await x.run(q.ensure, [webhookId, company])
+        state = (await read(webhookId))!
+      }
+      const result = await change(state)
+      if (await write(state)) return result
+      if (round >= CAS_ROUNDS) throw new Error(`cotwebhook: queue ${webhookId} kept changing under this write; try again`)
+    }
+  }
+
+  const head = async (webhookId: string) => x.get<Candidate>(q.head, [webhookId])
+
+  // Leases the given deliveries if still free; answers those it got (with their events).
+  const lease = async (candidates: Candidate[], token: string, until: number, now: number): Promise<ClaimedDelivery[]> => {
+    const rows: Array<DeliveryRow & { seq: number; lease_token: string }> = []
+    for (const { seq } of candidates) {
+      const row = await x.get<DeliveryRow & { seq: number; lease_token: string }>(q.lease, [`${token}:${seq}`, until, seq, now])
+      if (row) rows.push(row)
+    }
+    return withEvents(rows)
+  }
+
+  const withEvents = async (rows: Array<DeliveryRow & { seq: number; lease_token: string }>): Promise<ClaimedDelivery[]> => {
+    const bodies = new Map<string, string>()
+    const eventIds = [...new Set(rows.map((r) => r.event_id))]
+    for (let i = 0; i < eventIds.length; i += maxParams) {
+      const chunk = eventIds.slice(i, i + maxParams)
+      for (const e of await x.all<{ id: string; body: string }>(q.eventBodies(chunk.length), chunk)) bodies.set(e.id, e.body)
+    }
+    return rows.map((row) => ({ delivery: toDelivery({ ...row, event: bodies.get(row.event_id) }), lease: { deliveryId: row.id, token: row.lease_token } }))
+  }
+
+  // What one queue hands out now, under the rules; the queue's new state is left in `state`, and
+  // `record` applies the same take to a fresh read of the queue (when another writer got there first).
+  const takeFrom = async (state: QueueState, options: ClaimOptions, max: number, token: string) => {
+    const { now, leaseMs, ordered } = options
+    const plan = takeFromQueue(state, now, max, ordered)
+    let candidates: Candidate[] = []
+    if (plan.count > 0 && ordered) {
+      const first = await head(state.webhookId)
+      if (first && queueAvailability(state, { due: first.next_attempt_at, leaseUntil: first.lease_until }, now, true) <= now) candidates = [first]
+    } else if (plan.count > 0) {
+      // One more than may go: it tells whether more is due, and which delivery comes next.
+      candidates = await x.all<Candidate>(q.ready, [state.webhookId, now, now, plan.count + 1])
+    }
+    const following = !ordered && candidates.length > plan.count ? candidates.pop() : undefined
+    const claimed = await lease(candidates, token, now + leaseMs, now)
+    const wasLeased = new Set(candidates.filter((c) => c.lease_until !== null).map((c) => c.id))
+    const fresh = claimed.filter((c) => !wasLeased.has(c.delivery.id)).length
+    const record = async (target: QueueState, replan: boolean) => {
+      target.ordered = ordered
+      if (!claimed.length) return fixHint(target, now, ordered)
+      ;(replan ? takeFromQueue(target, now, claimed.length, ordered) : plan).commit(claimed.length, fresh, now + leaseMs, claimed[0]!.lease.token)
+      if (ordered) {
+        // Out until its lease ends, unless a settle hands it on sooner.
+        target.hint = Math.max(now + leaseMs + 1, gateOf(target))
+        target.hintSeq = candidates[0]!.seq
+      } else if (following) {
+        target.hint = Math.max(now, gateOf(target))
+        target.hintSeq = following.seq
+      } else await fixHint(target, now, false)
+    }
+    await record(state, false)
+    for (const c of claimed) {
+      if (plan.probe) c.probe = true
+      c.rate = state.endpoint.rate ? { ...state.endpoint.rate } : null
+    }
+    return { claimed, probe: plan.probe, record, collided: claimed.length < candidates.length }
+  }
+
+  // Sets a queue's hint to when it may next hand something out, from its head or its next due one.
+  const fixHint = async (state: QueueState, now: number, ordered: boolean) => {
+    if (state.open <= 0) {
+      state.open = 0
+      state.hint = null
+      state.hintSeq = null
+      return
+    }
+    if (ordered) {
+      const first = await head(state.webhookId)
+      if (!first) {
+        state.open = 0 // the count drifted (a write cut off between two statements on D1): nothing is open
+        state.hint = null
+        state.hintSeq = null
+        return
+      }
+      const at = queueAvailability(state, { due: first.next_attempt_at, leaseUntil: first.lease_until }, now, true)
+      state.hint = at
+      state.hintSeq = first.seq
+      return
+    }
+    const next = await x.get<{ next_attempt_at: number; seq: number }>(q.nextDue, [state.webhookId, now])
+    const leaseEnd = state.out > 0 && state.outUntil !== null ? state.outUntil + 1 : null
+    const due = next ? next.next_attempt_at : null
+    const earliest = due === null ? leaseEnd : leaseEnd === null ? due : Math.min(due, leaseEnd)
+    state.hint = earliest === null ? now + 1 : queueAvailability(state, { due: earliest, leaseUntil: null }, now, false)
+    state.hintSeq = next?.seq ?? state.hintSeq
+  }
+
+  return {
+    /**
+     * Hands out due deliveries from the queues that are due, in the order of their hints: one from
+     * each queue in turn (so one webhook's backlog does not take the whole claim), round after round.
+     */
+    async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
+      const { now, limit, owner } = options
+      if (limit <= 0) return []
+      const token = `${owner}:${crypto.randomUUID()}`
+      const rows = await x.all<QueueRow>(q.candidates, [now, limit + CANDIDATE_SLACK])
+      type Take = Awaited<ReturnType<typeof takeFrom>>
+      const entries = new Map<string, { state: QueueState; takes: Take[]; looked: boolean }>()
+      let count = 0
+      // One from each due queue in turn, then round after round. Concurrent claimers (D1) may reach a
+      // delivery first: that queue is passed over, and the queues are read again for the rest.
+      for (let reads = 0; reads < 3 && count < limit; reads++) {
+        const rows = await x.all<QueueRow>(q.candidates, [now, limit + CANDIDATE_SLACK])
+        let turn = rows.map((row) => {
+          let entry = entries.get(row.webhook_id)
+          // A queue this claim took nothing from is read afresh; one it took from keeps its own state.
+          if (!entry?.takes.some((take) => take.claimed.length)) entries.set(row.webhook_id, (entry = { state: fromRow(row), takes: [], looked: false }))
+          return entry!
+        })
+        let collided = false
+        while (count < limit && turn.length) {
+          const again: typeof turn = []
+          for (const entry of turn) {
+            if (count >= limit) break
+            if (entry.state.hint === null || entry.state.hint > now) continue
+            const take = await takeFrom(entry.state, options, 1, token)
+            entry.looked = true
+            entry.takes.push(take)
+            count += take.claimed.length
+            collided ||= take.collided
+            if (take.claimed.length && !take.collided && !options.ordered && entry.state.hint !== null && entry.state.hint <= now) again.push(entry)
+          }
+          turn = again
+        }
+        if (!collided) break
+      }
+      const claimed: ClaimedDelivery[] = []
+      for (const { state, takes, looked } of entries.values()) {
+        if (!looked) continue
+        const taken = takes.flatMap((take) => take.claimed)
+        if (await write(state)) {
+          claimed.push(...taken)
+          continue
+        }
+        if (!taken.length) continue // only its hint was set; whoever wrote it since knows better
+        // Another writer changed the queue since it was read (D1): the leases stand (each was
+        // checked); apply them to the queue as it is now. A second probe is given back.
+        let kept = false
+        for (let round = 0; round < CAS_ROUNDS && !kept; round++) {
+          const current = await read(state.webhookId)
+          if (!current) break
+          if (takes.some((take) => take.probe) && current.probeToken !== null) break
+          for (const take of takes) await take.record(current, true)
+          kept = await write(current)
+        }
+        if (kept) claimed.push(...taken)
+        else for (const c of taken) await x.run(q.release, [c.lease.deliveryId, c.lease.token, now])
+      }
+      return claimed
+    },
+
+    /** Records a settle in the delivery, then in its queue; the answer carries endpoint changes and `next`. */
+    async settle(lease: Lease, s: Settlement): Promise<SettleResult> {
+      const attempt = s.attempt === undefined ? null : JSON.stringify(s.attempt)
+      const final = s.state !== 'pending'
+      const held = !final && s.holdUntil !== undefined
+      const row = await x.get<{ webhook_id: string; company: string; seq: number; next_attempt_at: number | null }>(q.settle, [
+        attempt, attempt, s.attempt?.status ?? null, s.response, s.now, s.state,
+        final ? null : (s.nextAttemptAt ?? s.now),
+        held ? lease.token : null, held ? s.holdUntil! : null,
+        lease.deliveryId, lease.token, s.now,
+      ])
+      if (!row) throw new LeaseLostError(lease.deliveryId)
+      const wantNext = final && s.next !== undefined && x.transactional
+      return update(row.webhook_id, row.company, async (state) => {
+        const result = applyQueueSettle(state, lease.token, s, row.next_attempt_at ?? s.now)
+        if (wantNext && state.ordered) {
+          const { claimed: [next] } = await takeFrom(state, { now: s.now, limit: 1, leaseMs: s.next!.leaseMs, owner: s.next!.owner, ordered: true }, 1, `${s.next!.owner}:${crypto.randomUUID()}`)
+          if (next) result.next = next
+        } else if (state.ordered && final) await fixHint(state, s.now, true)
+        return result
+      })
+    },
+
+    /** Gives a delivery back without an attempt. */
+    async release(lease: Lease, now: number): Promise<void> {
+      const row = await x.get<{ webhook_id: string; company: string; seq: number; next_attempt_at: number }>(q.release, [lease.deliveryId, lease.token, now])
+      if (!row) throw new LeaseLostError(lease.deliveryId)
+      await update(row.webhook_id, row.company, async (state) => {
+        applyQueueSettle(state, lease.token, { now, state: 'pending', response: '', nextAttemptAt: row.next_attempt_at }, row.next_attempt_at)
+      })
+    },
+
+    async nextWakeAt(): Promise<number | undefined> {
+      const row = await x.get<{ wake: number | null }>(q.nextWake, [])
+      return row?.wake ?? undefined
+    },
+
+    async openCount(): Promise<number> {
+      return (await x.get<{ n: number }>(q.openCount, []))?.n ?? 0
+    },
+
+    async endpoint(webhookId: string): Promise<EndpointState> {
+      const state = await read(webhookId)
+      return toEndpoint(state)
+    },
+
+    async resetEndpoint(webhookId: string): Promise<void> {
+      await x.run(q.reset, [webhookId])
+    },
+
+    async setRate(webhookId: string, company: string, rate: RateLimit | null): Promise<void> {
+      await x.run(q.ensure, [webhookId, company])
+      await x.run(q.setRate, [rate?.perSecond ?? null, rate?.burst ?? null, rate?.burst ?? null, webhookId])
+    },
+
+    /** The statement an enqueue runs once per webhook it wrote to: (webhookId, company, n, now, firstSeq). */
+    arrive: q.arrive,
+  }
+}
+
+/**
+ * How many of an event's deliveries go to each webhook (what each queue's `arrive` adds).
+ *
+ * @example
+ * ```ts
+ * countBy([{ webhookId: 'a' }, { webhookId: 'a' }]) // Map { 'a' => 2 }
+ * ```
+ */
+export function countBy(deliveries: Array<{ webhookId: string }>): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const { webhookId } of deliveries) counts.set(webhookId, (counts.get(webhookId) ?? 0) + 1)
+  return counts
+}
+
+// ---- internals
+
+function fromRow(row: QueueRow): QueueState {
+  return {
+    webhookId: row.webhook_id,
+    company: row.company,
+    version: Number(row.version),
+    ordered: row.ordered === true || Number(row.ordered) === 1,
+    open: Number(row.open),
+    hint: num(row.hint),
+    hintSeq: num(row.hint_seq),
+    out: Number(row.out),
+    outUntil: num(row.out_until),
+    probeToken: row.probe_token,
+    bucket: { tokens: Number(row.tokens), at: num(row.tokens_at) },
+    endpoint: {
+      consecutiveFailures: Number(row.consecutive_failures),
+      failingSince: num(row.failing_since),
+      lastSuccessAt: num(row.last_success_at),
+      lastFailureAt: num(row.last_failure_at),
+      failedAttempts: Number(row.failed_attempts),
+      openUntil: num(row.open_until),
+      cooldownMs: Number(row.cooldown_ms),
+      probeUntil: num(row.probe_until),
+      rate: row.rate_per_second === null ? null : { perSecond: Number(row.rate_per_second), burst: Number(row.rate_burst ?? 1) },
+      open: Number(row.open),
+    },
+  }
+}
+
+function columns(s: QueueState): unknown[] {
+  const e = s.endpoint
+  return [
+    s.ordered ? 1 : 0, s.open, s.hint, s.hintSeq, s.out, s.outUntil,
+    e.consecutiveFailures, e.failingSince, e.lastSuccessAt, e.lastFailureAt, e.failedAttempts, e.openUntil,
+    e.cooldownMs, s.probeToken, e.probeUntil, e.rate?.perSecond ?? null, e.rate?.burst ?? null, s.bucket.tokens, s.bucket.at,
+  ]
+}
+
+function toEndpoint(state: QueueState | undefined): EndpointState {
+  if (!state) {
+    return { consecutiveFailures: 0, failingSince: null, lastSuccessAt: null, lastFailureAt: null, failedAttempts: 0, openUntil: null, cooldownMs: 0, probeUntil: null, rate: null, open: 0 }
+  }
+  return { ...state.endpoint, rate: state.endpoint.rate ? { ...state.endpoint.rate } : null, open: state.open }
+}
+
+const num = (value: number | string | null): number | null => (value === null ? null : Number(value))
