@@ -109,9 +109,10 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
   const outcome: DeliverResult = {}
   const settle = async (settlement: Omit<Settlement, 'now'>): Promise<SettleResult> => {
     const now = ctx.now()
-    const final = settlement.state !== 'pending'
-    // A final settle in ordered mode passes the webhook's queue on to its next delivery (not while closing).
-    const next = final && ctx.ordered && !ctx.signal.aborted ? { next: { owner: ctx.owner, leaseMs: ctx.leaseMs } } : {}
+    // A settle that ends this run asks for the next delivery in the same round trip (not while closing):
+    // ordered, the webhook's next (its queue passes straight on); unordered, any due one.
+    const ends = settlement.state !== 'pending' || (!ctx.ordered && settlement.holdUntil === undefined)
+    const next = ends && !ctx.signal.aborted ? { next: { owner: ctx.owner, leaseMs: ctx.leaseMs, ordered: ctx.ordered } } : {}
     const result = (await ctx.store.settle(lease, { ...settlement, ...next, now })) ?? {}
     if (result.next) {
       outcome.next = result.next

@@ -39,8 +39,14 @@ export interface DispatcherOptions {
 
 /** The loop's handle. */
 export interface Dispatcher {
-  /** Look for due work now (after an enqueue, or when a run starts waiting). */
+  /** Look for due work now (after an enqueue, a notification, a timer). */
   kick(): void
+  /** A send slot freed up (a run started waiting between attempts): look again if work was left for want of room. */
+  freed(): void
+  /** Free send slots now: how many deliveries a claim (or an emit's own lease) may take. */
+  room(): number
+  /** Runs deliveries leased to this engine elsewhere (by its own emit), as if it had claimed them at `at`. */
+  adopt(claimed: ClaimedDelivery[], at: number): void
   /** Resolves once no delivery is open in the store and none is in flight here. */
   drain(): Promise<void>
   /**
@@ -80,11 +86,14 @@ const ROUNDS_PER_TURN = 4
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { store, concurrency, ordered, leaseMs, owner, now, run, waiting, onError, pollIntervalMs, claiming } = options
+  const minBatch = Math.max(1, Math.floor(concurrency / 4))
   const runs = new Set<Promise<void>>()
   let timer: ReturnType<typeof setTimeout> | undefined
   let pumping: Promise<void> | undefined
   let again = false
   let closed = false
+  // Due work was left in the store for want of room (a full claim, or none made for want of slots).
+  let waitingForRoom = true
   let waiters: (() => void)[] = []
   // After the store fails, kicks wait for the backoff instead of trying again at once.
   let backoffUntil = 0
@@ -132,7 +141,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       .finally(() => {
         runs.delete(task)
         notify()
-        kick()
+        freed()
       })
     runs.add(task)
     notify()
@@ -153,7 +162,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       while (claiming && !closed) {
         const want = room()
         free = Math.max(0, want)
-        if (want <= 0) break
+        // No room, or busy: claim in batches of at least a quarter of the slots (each completion looks
+        // again, so the batch comes as soon as there is room for it); one claim per free slot costs the
+        // store a round trip per delivery.
+        if (want <= 0 || (want < minBatch && runs.size > waiting())) {
+          waitingForRoom = true
+          break
+        }
         if (++rounds > ROUNDS_PER_TURN) {
           await nextTurn()
           rounds = 1
@@ -167,7 +182,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         const claimed = await store.claim({ now: claimedAt, limit: want, leaseMs, owner, ordered })
         for (const c of claimed) track(c, claimedAt)
         free = want - claimed.length
-        // A full batch may mean more is due; so does a kick that came meanwhile.
+        // A full batch may mean more is due; so does a kick that came meanwhile. Less than asked: the
+        // store had nothing more due, and slots that free up need not look until something changes.
+        waitingForRoom = claimed.length >= want
         if (claimed.length < want && !again) break
         again = false
       }
@@ -191,6 +208,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
   }
 
+  // A slot freed (a run ended, or started waiting between attempts): look again only if due work was
+  // left for want of room. Work that turns up otherwise announces itself (an emit, a notification, the
+  // timer at the next due time, the poll).
+  function freed() {
+    if (waitingForRoom) kick()
+  }
+
   function kick() {
     if (closed) return
     if (now() < backoffUntil) return // the backoff's timer kicks when it is over
@@ -209,6 +233,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   return {
     kick,
+    freed,
+
+    room: () => (claiming && !closed ? Math.max(0, room()) : 0),
+
+    adopt(claimed, at) {
+      for (const c of claimed) track(c, at)
+    },
 
     async drain() {
       // Work other processes finish wakes nobody here: look at the store again at least this often.

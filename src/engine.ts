@@ -262,7 +262,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     waiting: (delta: 1 | -1) => {
       waiting += delta
       // A run that starts waiting frees its send slot for other webhooks' deliveries.
-      if (delta > 0) dispatcher.kick()
+      if (delta > 0) dispatcher.freed()
     },
   }
   const dispatcher = createDispatcher({
@@ -341,6 +341,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       const eventId = objectId(at)
       if (!matched.length && idempotencyKey === undefined) return { eventId, deliveries: [] }
       const deliveries = matched.map((webhook) => ({ id: objectId(at), webhookId: webhook._id }))
+      // Outside a host transaction, an engine that delivers takes what may go now in the same step.
+      const room = emitOptions.tx === undefined ? Math.min(dispatcher.room(), deliveries.length) : 0
       const result = await store.enqueue({
         eventId,
         event,
@@ -348,11 +350,13 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
         now: at,
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(emitOptions.tx === undefined ? {} : { tx: emitOptions.tx }),
+        ...(room > 0 ? { claim: { owner, leaseMs, limit: room, ordered } } : {}),
       })
       if (!result.duplicate && result.deliveries.length) {
         // The deliveries will sign and send these bytes: serialise once.
         bodies.set(result.eventId, json)
-        dispatcher.kick()
+        if (result.claimed?.length) dispatcher.adopt(result.claimed, at)
+        if ((result.claimed?.length ?? 0) < result.deliveries.length) dispatcher.kick()
       }
       return { eventId: result.eventId, deliveries: result.deliveries }
     },

@@ -206,6 +206,22 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     return taken
   }
 
+  // Earliest due first, then oldest enqueued, across queues: one delivery per turn of a queue, so the
+  // heap interleaves them exactly by (due time, enqueue order).
+  const claimFrom = (heap: DueHeap<Queue>, now: number, limit: number, leaseMs: number, ordered: boolean, owner: string) => {
+    const claimed: ClaimedDelivery[] = []
+    while (claimed.length < limit) {
+      const top = heap.peek()
+      if (!top || top.at > now) break
+      heap.pop()
+      const queue = top.value
+      if (top.stamp !== queue.stamp) continue // stale entry
+      claimed.push(...take(queue, now, 1, ordered, owner, leaseMs))
+      reindex(queue)
+    }
+    return claimed
+  }
+
   // A delivery leaves its queue (final, or removed).
   const close = (held: Held) => {
     const queue = held.queue
@@ -313,21 +329,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
     async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
       const { now, limit, leaseMs, ordered, owner } = options
-      const heap = heapFor(ordered)
-      const claimed: ClaimedDelivery[] = []
-      // Earliest due first, then oldest enqueued, across queues: one delivery per turn of a queue, so
-      // the heap interleaves them exactly by (due time, enqueue order).
-      while (claimed.length < limit) {
-        const top = heap.peek()
-        if (!top || top.at > now) break
-        heap.pop()
-        const queue = top.value
-        if (top.stamp !== queue.stamp) continue // stale entry
-        const taken = take(queue, now, 1, ordered, owner, leaseMs)
-        claimed.push(...taken)
-        reindex(queue)
-      }
-      return claimed
+      return claimFrom(heapFor(ordered), now, limit, leaseMs, ordered, owner)
     },
 
     async settle(lease: Lease, settlement: Settlement): Promise<SettleResult> {
@@ -344,6 +346,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       const probe = endProbe(held, settlement.attempt !== undefined)
       const result: SettleResult = {}
       if (settlement.endpoint) result.endpoint = applyEndpointReport(queue.endpoint, settlement.endpoint, now, probe)
+      const ended = settlement.state !== 'pending' || settlement.holdUntil === undefined
       if (settlement.state === 'pending') {
         delivery.nextAttemptAt = settlement.nextAttemptAt ?? now
         if (settlement.holdUntil !== undefined) held.leaseUntil = settlement.holdUntil
@@ -353,13 +356,18 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         delivery.nextAttemptAt = null
         close(held)
         finals.push({ id: delivery.id, at: now })
-        if (settlement.next) {
-          // The webhook's queue passes straight to its next delivery, if that may go now.
-          const [next] = take(queue, now, 1, true, settlement.next.owner, settlement.next.leaseMs)
-          if (next) result.next = next
-        }
+      }
+      const next = settlement.next
+      if (next?.ordered && settlement.state !== 'pending') {
+        // The webhook's queue passes straight to its next delivery, if that may go now.
+        const [taken] = take(queue, now, 1, true, next.owner, next.leaseMs)
+        if (taken) result.next = taken
       }
       reindex(queue)
+      if (next && !next.ordered && ended) {
+        const [taken] = claimFrom(heapFor(false), now, 1, next.leaseMs, false, next.owner)
+        if (taken) result.next = taken
+      }
       return result
     },
 

@@ -65,6 +65,12 @@ export interface EnqueueInput {
    * A store that cannot take part in the host's transaction rejects a `tx` it does not understand.
    */
   tx?: unknown
+  /**
+   * The emitting engine delivers too: lease it, in the same step, up to `limit` of these deliveries
+   * that may go now (as a claim by `owner` would), answered as `claimed`. A store may lease none (and
+   * never does inside a host transaction); the rest are claimed as usual.
+   */
+  claim?: { owner: string; leaseMs: number; limit: number; ordered: boolean }
 }
 
 /** What `enqueue` returns. */
@@ -75,6 +81,8 @@ export interface EnqueueResult {
   deliveries: NewDelivery[]
   /** `true` when the idempotency key had been seen and nothing was written. */
   duplicate: boolean
+  /** Deliveries of this enqueue leased to the claiming engine (when the input asked with `claim`). */
+  claimed?: ClaimedDelivery[]
 }
 
 /** A delivery of one event to one webhook; it is also that webhook's COTWebhookLog. */
@@ -208,7 +216,7 @@ export interface EndpointChange {
 export interface SettleResult {
   /** What the reported attempt changed in the endpoint's state (when the settlement had `endpoint`). */
   endpoint?: EndpointChange
-  /** The webhook's next delivery, leased to the settling engine (when the settlement asked with `next`). */
+  /** The settling engine's next delivery, already leased to it (when the settlement asked with `next`). */
   next?: ClaimedDelivery
 }
 
@@ -251,11 +259,13 @@ export interface Settlement {
   /** The attempt's outcome for the shared endpoint state (health, circuit); the answer says what it changed. */
   endpoint?: EndpointReport
   /**
-   * Ordered claims: when this settle makes the delivery final, lease the webhook's next delivery to
-   * this owner in the same step if it is claimable now, and answer it as `next` (the webhook's queue
-   * passes straight to it, with no claim round in between).
+   * Hand the settling engine its next delivery in the same step, answered as `next`, when one may go
+   * now: with `ordered`, when this settle makes the delivery final, the webhook's next delivery (its
+   * queue passes straight on); without, when this settle ends the lease (final, or handed back), any
+   * due delivery a claim would pick. A store may answer none; the engine then claims as usual. It
+   * saves a claim round trip per delivery under load.
    */
-  next?: { owner: string; leaseMs: number }
+  next?: { owner: string; leaseMs: number; ordered: boolean }
 }
 
 /** What changed in a shared store, as told to `watch` listeners. */

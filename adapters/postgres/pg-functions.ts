@@ -6,6 +6,10 @@ import type { Tables } from '../sql/schema.js'
  * follow the rules the other stores follow (`../sql/queue-rules.ts` in TypeScript, here in PL/pgSQL;
  * the conformance suite holds them to the same answers).
  *
+ * The tables start empty and grow faster than statistics follow, so a plan cached while they were
+ * small would scan them whole for ever after: the functions run with sequential scans off, and every
+ * lookup goes through its index.
+ *
  * Locks are taken in one order everywhere, so they never deadlock: idempotency keys in key order, then
  * a webhook's queue row before its deliveries, several queue rows in the order of their webhook ids.
  * Claims skip rows others hold (`SKIP LOCKED`); enqueues and settles wait for them.
@@ -37,13 +41,20 @@ export function functionStatements(t: Tables, channel: string): string[] {
     'status', ${alias}.status, 'response', ${alias}.response, 'created_at', ${alias}.created_at, 'updated_at', ${alias}.updated_at,
     'next_attempt_at', ${alias}.next_attempt_at, 'lease_token', ${alias}.lease_token)`
   return [
-    // ---- enqueue: the emits of several callers, grouped by the store into one call
-    `CREATE OR REPLACE FUNCTION ${f.enqueue}(p_items jsonb) RETURNS TABLE (i int, duplicate boolean, stored jsonb)
-    LANGUAGE plpgsql AS $fn$
+    // ---- enqueue: the emits of several callers, grouped by the store into one call. With p_claim, the
+    // new deliveries that may go now are leased to the emitting engine in the same call (it delivers
+    // them without a claim round trip); only what is left is announced to the others.
+    `CREATE OR REPLACE FUNCTION ${f.enqueue}(p_items jsonb, p_claim jsonb)
+    RETURNS TABLE (i int, duplicate boolean, stored jsonb, delivery jsonb, event jsonb)
+    LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
     #variable_conflict use_column
     DECLARE
       r record;
-      made int := 0;
+      n_made int := 0;
+      leased int := 0;
+      new_ids text[] := ARRAY(SELECT d->>'id' FROM jsonb_array_elements(p_items) x, jsonb_array_elements(x->'deliveries') d);
+      v_ordered boolean := COALESCE((p_claim->>'ordered')::boolean, true);
+      until bigint := (p_claim->>'now')::bigint + (p_claim->>'leaseMs')::bigint;
     BEGIN
       -- These deliveries come with their queues: the trigger for earlier releases' inserts stays out.
       PERFORM set_config('cotwebhook.queued', '1', true);
@@ -79,24 +90,58 @@ export function functionStatements(t: Tables, channel: string): string[] {
           RETURNING 1
         )
         SELECT input.i, input.company, input.key, NOT EXISTS (SELECT 1 FROM fresh WHERE fresh.i = input.i) AS dup,
-          (SELECT count(*) FROM arrived)::int AS queues
+          (SELECT count(*) FROM made)::int AS rows
         FROM input ORDER BY input.i
       LOOP
-        made := r.queues;
+        n_made := r.rows;
         IF r.dup THEN
           -- A statement of its own: it sees the first enqueue of the key, committed meanwhile.
-          RETURN QUERY SELECT r.i, true, k.result FROM ${t.idempotency} k WHERE k.company = r.company AND k.key = r.key;
+          RETURN QUERY SELECT r.i, true, k.result, NULL::jsonb, NULL::jsonb FROM ${t.idempotency} k WHERE k.company = r.company AND k.key = r.key;
         ELSE
-          RETURN QUERY SELECT r.i, false, NULL::jsonb;
+          RETURN QUERY SELECT r.i, false, NULL::jsonb, NULL::jsonb, NULL::jsonb;
         END IF;
       END LOOP;
-      IF made > 0 THEN ${notify}; END IF;
+      IF n_made > 0 AND p_claim IS NOT NULL THEN
+        -- New deliveries that may go at once, to the emitting engine: of a plain queue (no circuit opened,
+        -- no rate), and ordered, only a queue's first one when nothing else of it is open.
+        FOR r IN
+          WITH mine AS (
+            SELECT d.seq, d.webhook_id, d.event_id FROM ${t.deliveries} d WHERE d.id = ANY(new_ids)
+          ), fresh AS (
+            SELECT m.webhook_id, count(*) AS n, min(m.seq) AS first_seq FROM mine m GROUP BY m.webhook_id
+          ), chosen AS (
+            SELECT m.seq FROM mine m JOIN fresh f ON f.webhook_id = m.webhook_id JOIN ${t.queues} qq ON qq.webhook_id = m.webhook_id
+            WHERE qq.open_until IS NULL AND qq.rate_per_second IS NULL
+              AND (NOT v_ordered OR (m.seq = f.first_seq AND qq.out = 0 AND NOT EXISTS (
+                SELECT 1 FROM ${t.deliveries} x WHERE x.webhook_id = m.webhook_id AND x.state = 'pending' AND x.seq < f.first_seq)))
+            ORDER BY m.seq LIMIT (p_claim->>'limit')::int
+          ), lent AS (
+            UPDATE ${t.deliveries} d SET lease_token = (p_claim->>'token') || ':' || d.seq, lease_until = until FROM chosen WHERE d.seq = chosen.seq
+            RETURNING d.*
+          ), counted AS (
+            SELECT lent.webhook_id, count(*) AS n FROM lent GROUP BY lent.webhook_id
+          ), moved AS (
+            UPDATE ${t.queues} qq SET version = qq.version + 1, ordered = v_ordered, out = qq.out + k.n,
+              out_until = GREATEST(COALESCE(qq.out_until, until), until),
+              hint = CASE WHEN v_ordered THEN until + 1 ELSE qq.hint END
+            FROM counted k WHERE qq.webhook_id = k.webhook_id
+            RETURNING 1
+          )
+          SELECT (x.n - 1)::int AS item, ${deliveryJson('lent')} AS row, x.e->'event' AS body, (SELECT count(*) FROM moved) AS queues
+          FROM lent JOIN jsonb_array_elements(p_items) WITH ORDINALITY AS x(e, n) ON x.e->>'eventId' = lent.event_id
+          ORDER BY lent.seq
+        LOOP
+          leased := leased + 1;
+          RETURN QUERY SELECT r.item, false, NULL::jsonb, r.row, r.body;
+        END LOOP;
+      END IF;
+      IF n_made > leased THEN ${notify}; END IF;
     END $fn$`,
 
     // ---- enqueue inside the host's transaction: no queue row is locked until the host commits; the
     // deliveries announce themselves through wake-ups, which the next claim folds into the queues.
     `CREATE OR REPLACE FUNCTION ${f.enqueueInTx}(p_company text, p_event_id text, p_body jsonb, p_ids text[], p_webhook_ids text[], p_now bigint, p_key text, p_result jsonb)
-    RETURNS TABLE (duplicate boolean, stored jsonb) LANGUAGE plpgsql AS $fn$
+    RETURNS TABLE (duplicate boolean, stored jsonb) LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
     #variable_conflict use_column
     DECLARE
       claimed int;
@@ -138,10 +183,11 @@ export function functionStatements(t: Tables, channel: string): string[] {
     `DROP TRIGGER IF EXISTS ${t.index}wake_earlier ON ${t.deliveries}`,
     `CREATE TRIGGER ${t.index}wake_earlier AFTER INSERT ON ${t.deliveries} REFERENCING NEW TABLE AS made_rows FOR EACH STATEMENT EXECUTE FUNCTION ${f.wake}()`,
 
-    // ---- claim
-    `CREATE OR REPLACE FUNCTION ${f.claim}(p_now bigint, p_limit int, p_lease_ms bigint, p_token text, p_ordered boolean, p_slack int)
+    // ---- claim. Queues with nothing special about them (no circuit opened, no rate) are served in one
+    // statement each way; the few with a circuit or a rate, one at a time after them.
+    `CREATE OR REPLACE FUNCTION ${f.claim}(p_now bigint, p_limit int, p_lease_ms bigint, p_token text, p_ordered boolean, p_durable boolean)
     RETURNS TABLE (delivery jsonb, event jsonb, probe boolean, rate_per_second double precision, rate_burst bigint)
-    LANGUAGE plpgsql AS $fn$
+    LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
     #variable_conflict use_column
     DECLARE
       cand record;
@@ -149,8 +195,6 @@ export function functionStatements(t: Tables, channel: string): string[] {
       head record;
       nxt record;
       taken int := 0;
-      left_queues int;
-      share int;
       want int;
       got int;
       fresh int;
@@ -165,7 +209,12 @@ export function functionStatements(t: Tables, channel: string): string[] {
       rates double precision[] := '{}';
       bursts bigint[] := '{}';
       seq_list bigint[];
+      empties text[] := '{}';
     BEGIN
+      -- A claim's commit need not wait for the disk: if the database loses it, the deliveries were not
+      -- recorded as sent either, and are claimed again (at-least-once, as after any crash). Emits and
+      -- settles keep waiting for theirs.
+      IF NOT p_durable THEN PERFORM set_config('synchronous_commit', 'off', true); END IF;
       -- Wake-ups from host transactions (and earlier releases) join their queues.
       IF EXISTS (SELECT 1 FROM ${t.wakeups}) THEN
         WITH w AS (DELETE FROM ${t.wakeups} RETURNING webhook_id, company, n, at, first_seq)
@@ -175,21 +224,105 @@ export function functionStatements(t: Tables, channel: string): string[] {
           hint = LEAST(COALESCE(qq.hint, excluded.hint), excluded.hint),
           hint_seq = CASE WHEN qq.hint IS NULL OR excluded.hint < qq.hint THEN excluded.hint_seq ELSE qq.hint_seq END;
       END IF;
-      SELECT count(*) INTO left_queues FROM (SELECT 1 FROM ${t.queues} c WHERE c.hint <= p_now LIMIT p_limit + p_slack) c;
-      -- Candidates are read without locks (a loop fetches rows ahead); each is locked only when its turn
-      -- comes, skipped if another claimer holds it, and looked at again under the lock.
-      FOR cand IN SELECT qr.webhook_id FROM ${t.queues} qr WHERE qr.hint <= p_now ORDER BY qr.hint, qr.hint_seq LIMIT p_limit + p_slack LOOP
+
+      IF p_ordered THEN
+        -- Each due queue's head, if it may go: due, not leased, none of its webhook out.
+        WITH cand AS (
+          SELECT qr.webhook_id, qr.out, qr.out_until FROM ${t.queues} qr
+          WHERE qr.hint <= p_now AND qr.open_until IS NULL AND qr.rate_per_second IS NULL
+          ORDER BY qr.hint, qr.hint_seq LIMIT p_limit FOR UPDATE SKIP LOCKED
+        ), heads AS (
+          SELECT c.webhook_id, c.out, c.out_until, h.seq, h.due, h.lease_until FROM cand c
+          LEFT JOIN LATERAL (SELECT d.seq, d.next_attempt_at AS due, d.lease_until FROM ${t.deliveries} d
+            WHERE d.webhook_id = c.webhook_id AND d.state = 'pending' ORDER BY d.seq LIMIT 1) h ON true
+        ), judged AS (
+          SELECT heads.*, CASE WHEN seq IS NULL THEN NULL ELSE GREATEST(
+            CASE WHEN lease_until IS NULL THEN due ELSE GREATEST(due, lease_until + 1) END,
+            CASE WHEN out - (CASE WHEN lease_until IS NULL THEN 0 ELSE 1 END) > 0 AND out_until >= p_now THEN out_until + 1 ELSE due END) END AS avail
+          FROM heads
+        ), leased AS (
+          UPDATE ${t.deliveries} d SET lease_token = p_token || ':' || d.seq, lease_until = until FROM judged j
+          WHERE d.seq = j.seq AND j.avail <= p_now
+          RETURNING d.seq, j.webhook_id AS wid, j.lease_until AS was
+        ), moved AS (
+          -- Out until its lease ends, unless a settle hands the queue on sooner.
+          UPDATE ${t.queues} qq SET version = qq.version + 1, ordered = true,
+            hint = CASE WHEN j.seq IS NULL THEN qq.hint WHEN l.seq IS NOT NULL THEN until + 1 ELSE j.avail END,
+            hint_seq = COALESCE(j.seq, qq.hint_seq),
+            out = qq.out + CASE WHEN l.seq IS NOT NULL AND l.was IS NULL THEN 1 ELSE 0 END,
+            out_until = CASE WHEN l.seq IS NOT NULL THEN GREATEST(COALESCE(qq.out_until, until), until) ELSE qq.out_until END
+          FROM judged j LEFT JOIN leased l ON l.wid = j.webhook_id
+          WHERE qq.webhook_id = j.webhook_id
+          RETURNING l.seq, CASE WHEN j.seq IS NULL THEN j.webhook_id END AS empty
+        )
+        SELECT coalesce(array_agg(moved.seq) FILTER (WHERE moved.seq IS NOT NULL), '{}'),
+          coalesce(array_agg(moved.empty) FILTER (WHERE moved.empty IS NOT NULL), '{}')
+          INTO seq_list, empties FROM moved;
+      ELSE
+        -- The earliest due of each due queue, round-robin (each queue's first, then each one's second…).
+        -- The queue rows are locked first (skipping those others hold), as every writer does.
+        WITH locked AS (
+          SELECT qr.webhook_id, qr.hint, qr.hint_seq FROM ${t.queues} qr
+          WHERE qr.hint <= p_now AND qr.open_until IS NULL AND qr.rate_per_second IS NULL
+          ORDER BY qr.hint, qr.hint_seq LIMIT p_limit + 16 FOR UPDATE SKIP LOCKED
+        ), cand AS (
+          SELECT locked.webhook_id, row_number() OVER (ORDER BY locked.hint, locked.hint_seq) AS qpos FROM locked
+        ), share AS (
+          SELECT CEIL(p_limit::numeric / GREATEST(count(*), 1))::int + 1 AS n FROM cand
+        ), picked AS (
+          SELECT x.seq, x.was, x.rn, c.qpos FROM cand c CROSS JOIN share CROSS JOIN LATERAL (
+            SELECT y.seq, y.was, row_number() OVER (ORDER BY y.next_attempt_at, y.seq) AS rn FROM (
+              SELECT d.seq, d.lease_until AS was, d.next_attempt_at FROM ${t.deliveries} d
+              WHERE d.webhook_id = c.webhook_id AND d.state = 'pending' AND d.next_attempt_at <= p_now AND (d.lease_until IS NULL OR d.lease_until < p_now)
+              ORDER BY d.next_attempt_at, d.seq LIMIT share.n FOR UPDATE SKIP LOCKED
+            ) y
+          ) x
+        ), chosen AS (
+          SELECT picked.seq, picked.was, picked.qpos FROM picked ORDER BY picked.rn, picked.qpos LIMIT p_limit
+        ), leased AS (
+          UPDATE ${t.deliveries} d SET lease_token = p_token || ':' || d.seq, lease_until = until FROM chosen WHERE d.seq = chosen.seq
+          RETURNING d.seq
+        ), counted AS (
+          SELECT c.webhook_id, share.n AS asked,
+            (SELECT count(*) FROM picked p WHERE p.qpos = c.qpos) AS npicked,
+            (SELECT count(*) FROM chosen h WHERE h.qpos = c.qpos) AS nchosen,
+            (SELECT count(*) FROM chosen h WHERE h.qpos = c.qpos AND h.was IS NULL) AS nfresh
+          FROM cand c CROSS JOIN share
+        ), moved AS (
+          -- A queue that gave all it had: its hint moves to when its next one comes (due, or out of a lease).
+          UPDATE ${t.queues} qq SET version = qq.version + 1, ordered = false, out = qq.out + k.nfresh,
+            out_until = CASE WHEN k.nchosen > 0 THEN GREATEST(COALESCE(qq.out_until, until), until) ELSE qq.out_until END,
+            hint = CASE WHEN k.npicked >= k.asked OR k.nchosen < k.npicked THEN qq.hint ELSE COALESCE(LEAST(
+              (SELECT MIN(d.next_attempt_at) FROM ${t.deliveries} d WHERE d.webhook_id = qq.webhook_id AND d.state = 'pending' AND d.next_attempt_at > p_now),
+              CASE WHEN k.nchosen > 0 THEN until + 1 END,
+              (SELECT MIN(d.lease_until) + 1 FROM ${t.deliveries} d WHERE d.webhook_id = qq.webhook_id AND d.state = 'pending' AND d.next_attempt_at <= p_now AND d.lease_until >= p_now)),
+              p_now) END
+          FROM counted k WHERE qq.webhook_id = k.webhook_id
+          RETURNING CASE WHEN k.npicked = 0 THEN qq.webhook_id END AS empty
+        )
+        SELECT coalesce((SELECT array_agg(leased.seq) FROM leased), '{}'),
+          coalesce((SELECT array_agg(moved.empty) FROM moved WHERE moved.empty IS NOT NULL), '{}') INTO seq_list, empties;
+      END IF;
+      -- Queues that gave nothing: idle if nothing of theirs is open. A statement of its own, under their
+      -- locks, so it sees every enqueue that committed before (later ones wait for the locks and wake them).
+      IF cardinality(empties) > 0 THEN
+        UPDATE ${t.queues} qq SET version = qq.version + 1, hint = NULL, hint_seq = NULL
+        WHERE qq.webhook_id = ANY(empties) AND NOT EXISTS (SELECT 1 FROM ${t.deliveries} d WHERE d.webhook_id = qq.webhook_id AND d.state = 'pending');
+      END IF;
+      seqs := seq_list;
+      taken := cardinality(seq_list);
+      probes := array_fill(false, ARRAY[taken]);
+      rates := array_fill(NULL::double precision, ARRAY[taken]);
+      bursts := array_fill(NULL::bigint, ARRAY[taken]);
+
+      -- Queues with a circuit opened or a rate: one at a time, each looked at under its lock.
+      FOR cand IN SELECT qr.webhook_id FROM ${t.queues} qr WHERE qr.hint <= p_now AND (qr.open_until IS NOT NULL OR qr.rate_per_second IS NOT NULL)
+          ORDER BY qr.hint, qr.hint_seq LIMIT GREATEST(p_limit - taken, 0) + 16 LOOP
         EXIT WHEN taken >= p_limit;
         SELECT * INTO q FROM ${t.queues} qr WHERE qr.webhook_id = cand.webhook_id AND qr.hint <= p_now FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-          left_queues := left_queues - 1;
-          CONTINUE;
-        END IF;
-        -- Each queue in turn gets its share of what is left, so no one backlog takes a whole claim.
-        share := CEIL((p_limit - taken)::numeric / GREATEST(left_queues, 1))::int;
-        left_queues := left_queues - 1;
+        CONTINUE WHEN NOT FOUND;
         half_open := q.open_until IS NOT NULL;
-        want := CASE WHEN p_ordered OR half_open THEN 1 ELSE share END;
+        want := CASE WHEN p_ordered OR half_open THEN 1 ELSE p_limit - taken END;
         IF half_open AND (q.open_until > p_now OR (q.probe_until IS NOT NULL AND q.probe_until >= p_now)) THEN want := 0; END IF;
         IF q.rate_per_second IS NOT NULL AND want > 0 THEN
           q.tokens := ${refilled('q', 'p_now')};
@@ -213,13 +346,11 @@ export function functionStatements(t: Tables, channel: string): string[] {
               got := 1;
               fresh := CASE WHEN head.lease_until IS NULL THEN 1 ELSE 0 END;
               first_seq := head.seq;
-              seqs := seqs || head.seq; probes := probes || half_open; rates := rates || q.rate_per_second; bursts := bursts || q.rate_burst;
+              seq_list := ARRAY[head.seq];
             ELSE
               q.hint := avail;
               q.hint_seq := head.seq;
             END IF;
-          ELSE
-            q.open := 0; -- the count drifted: nothing is open
           END IF;
         ELSIF want > 0 THEN
           WITH picked AS (
@@ -232,14 +363,12 @@ export function functionStatements(t: Tables, channel: string): string[] {
           )
           SELECT count(*)::int, (count(*) FILTER (WHERE l.was IS NULL))::int, min(l.seq), coalesce(array_agg(l.seq), '{}')
             INTO got, fresh, first_seq, seq_list FROM leased l;
-          IF got > 0 THEN
-            seqs := seqs || seq_list;
-            probes := probes || array_fill(half_open, ARRAY[got]);
-            rates := rates || array_fill(q.rate_per_second, ARRAY[got]);
-            bursts := bursts || array_fill(q.rate_burst, ARRAY[got]);
-          END IF;
         END IF;
         IF got > 0 THEN
+          seqs := seqs || seq_list;
+          probes := probes || array_fill(half_open, ARRAY[got]);
+          rates := rates || array_fill(q.rate_per_second, ARRAY[got]);
+          bursts := bursts || array_fill(q.rate_burst, ARRAY[got]);
           q.out := q.out + fresh;
           q.out_until := GREATEST(COALESCE(q.out_until, until), until);
           IF half_open THEN q.probe_token := tok || ':' || first_seq; q.probe_until := until; END IF;
@@ -247,10 +376,9 @@ export function functionStatements(t: Tables, channel: string): string[] {
           taken := taken + got;
         END IF;
         g := ${gate('q')};
-        IF q.open <= 0 THEN
-          q.open := 0; q.hint := NULL; q.hint_seq := NULL;
+        IF NOT EXISTS (SELECT 1 FROM ${t.deliveries} d WHERE d.webhook_id = q.webhook_id AND d.state = 'pending') THEN
+          q.hint := NULL; q.hint_seq := NULL; -- idle: under its lock, in a statement of its own
         ELSIF p_ordered AND got > 0 THEN
-          -- Out until its lease ends, unless a settle hands the queue on sooner.
           q.hint := GREATEST(until + 1, COALESCE(g, until + 1));
           q.hint_seq := first_seq;
         ELSIF p_ordered THEN
@@ -271,33 +399,37 @@ export function functionStatements(t: Tables, channel: string): string[] {
           q.hint := GREATEST(q.hint, COALESCE(g, q.hint));
           IF got = 0 AND q.hint <= p_now THEN q.hint := p_now + 1; END IF;
         END IF;
-        UPDATE ${t.queues} qq SET version = qq.version + 1, ordered = p_ordered, open = q.open, hint = q.hint, hint_seq = q.hint_seq,
+        UPDATE ${t.queues} qq SET version = qq.version + 1, ordered = p_ordered, hint = q.hint, hint_seq = q.hint_seq,
           out = q.out, out_until = q.out_until, probe_token = q.probe_token, probe_until = q.probe_until, tokens = q.tokens, tokens_at = q.tokens_at
           WHERE qq.webhook_id = q.webhook_id;
       END LOOP;
+      -- Lookups by key, one row at a time: the planner cannot tell how few rows unnest() gives.
       RETURN QUERY SELECT ${deliveryJson('d')}, e.body, c.probe, c.rate, c.burst
         FROM unnest(seqs, probes, rates, bursts) AS c(seq, probe, rate, burst)
-        JOIN ${t.deliveries} d ON d.seq = c.seq JOIN ${t.events} e ON e.id = d.event_id
+        CROSS JOIN LATERAL (SELECT * FROM ${t.deliveries} dd WHERE dd.seq = c.seq) d
+        CROSS JOIN LATERAL (SELECT ee.body FROM ${t.events} ee WHERE ee.id = d.event_id) e
         ORDER BY d.next_attempt_at, d.seq;
     END $fn$`,
 
-    // ---- settle: many deliveries' attempts (and releases) in one call
+    // ---- settle: many deliveries' attempts (and releases) in one call. The deliveries are written in
+    // one statement; then each queue once, with every item of the batch that belongs to it.
     `CREATE OR REPLACE FUNCTION ${f.settle}(p_items jsonb)
-    RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb)
-    LANGUAGE plpgsql AS $fn$
+    RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb, next_probe boolean, next_rate double precision, next_burst bigint)
+    LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
     #variable_conflict use_column
     DECLARE
-      it record;
-      x jsonb;
-      d record;
+      r record;
+      c record;
       q record;
+      wanting int[] := '{}';
+      want_owner text;
+      want_lease bigint;
+      want_now bigint;
       head record;
+      current_queue text := NULL;
       nd jsonb;
       ne jsonb;
       now bigint;
-      final boolean;
-      held boolean;
-      hold bigint;
       is_probe boolean;
       opened boolean;
       closed boolean;
@@ -306,53 +438,85 @@ export function functionStatements(t: Tables, channel: string): string[] {
       avail bigint;
       pol jsonb;
       notify_others boolean := false;
+      succeeded text[] := '{}';
+      succeeded_at bigint := 0;
+      -- As an array, so every lookup by id uses the index (a set from jsonb looks like 100 rows to the planner).
+      ids text[] := ARRAY(SELECT e->>'id' FROM jsonb_array_elements(p_items) e);
     BEGIN
-      -- The queues first, in webhook id order: the lock order every writer follows.
-      PERFORM 1 FROM ${t.queues} qq WHERE qq.webhook_id IN (
-        SELECT dd.webhook_id FROM ${t.deliveries} dd WHERE dd.id IN (SELECT e->>'id' FROM jsonb_array_elements(p_items) e)
-      ) ORDER BY qq.webhook_id FOR UPDATE;
-      FOR it IN SELECT (n - 1)::int AS n, e AS x FROM jsonb_array_elements(p_items) WITH ORDINALITY AS a(e, n) LOOP
-        x := it.x;
-        now := (x->>'now')::bigint;
-        final := x->>'state' <> 'pending';
-        held := NOT final AND x ? 'holdUntil';
-        hold := (x->>'holdUntil')::bigint;
-        IF x->>'kind' = 'release' THEN
-          UPDATE ${t.deliveries} dd SET lease_token = NULL, lease_until = NULL
-            WHERE dd.id = x->>'id' AND dd.lease_token = x->>'token' AND dd.lease_until >= now AND dd.state = 'pending'
-            RETURNING dd.webhook_id, dd.company, dd.next_attempt_at INTO d;
-        ELSE
-          UPDATE ${t.deliveries} dd SET
-            attempts = CASE WHEN x ? 'attempt' THEN dd.attempts || jsonb_build_array(x->'attempt') ELSE dd.attempts END,
-            status = COALESCE((x->'attempt'->>'status')::int, dd.status), response = x->>'response', updated_at = now,
-            state = x->>'state',
-            next_attempt_at = CASE WHEN final THEN NULL ELSE COALESCE((x->>'nextAttemptAt')::bigint, now) END,
-            lease_token = CASE WHEN held THEN dd.lease_token END,
-            lease_until = CASE WHEN held THEN hold END
-            WHERE dd.id = x->>'id' AND dd.lease_token = x->>'token' AND dd.lease_until >= now AND dd.state = 'pending'
-            RETURNING dd.webhook_id, dd.company, dd.next_attempt_at INTO d;
-        END IF;
-        IF NOT FOUND THEN
-          RETURN QUERY SELECT it.n, false, NULL::jsonb, NULL::jsonb, NULL::jsonb;
+      FOR r IN
+        WITH input AS (
+          SELECT (n - 1)::int AS i, x->>'id' AS id, x->>'token' AS token, (x->>'now')::bigint AS now, x->>'kind' = 'release' AS release,
+            x->>'state' <> 'pending' AS final, x->>'state' = 'pending' AND x ? 'holdUntil' AS held, (x->>'holdUntil')::bigint AS hold,
+            x->'attempt' AS attempt, x->>'state' AS state, x->>'response' AS response, (x->>'nextAttemptAt')::bigint AS next_at,
+            x->>'outcome' AS outcome, COALESCE((x->>'exhausted')::boolean, false) AS exhausted, x->'policy' AS policy, x->'next' AS nxt
+          FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(x, n)
+        ), written AS (
+          UPDATE ${t.deliveries} d SET
+            attempts = CASE WHEN input.attempt IS NULL THEN d.attempts ELSE d.attempts || jsonb_build_array(input.attempt) END,
+            status = CASE WHEN input.release THEN d.status ELSE COALESCE((input.attempt->>'status')::int, d.status) END,
+            response = CASE WHEN input.release THEN d.response ELSE input.response END,
+            updated_at = CASE WHEN input.release THEN d.updated_at ELSE input.now END,
+            state = CASE WHEN input.release THEN d.state ELSE input.state END,
+            next_attempt_at = CASE WHEN input.release THEN d.next_attempt_at WHEN input.final THEN NULL ELSE COALESCE(input.next_at, input.now) END,
+            lease_token = CASE WHEN input.held THEN d.lease_token END,
+            lease_until = CASE WHEN input.held THEN input.hold END
+          FROM input
+          WHERE d.id = ANY(ids) AND d.id = input.id AND d.lease_token = input.token AND d.lease_until >= input.now AND d.state = 'pending'
+          RETURNING input.i AS done, d.webhook_id AS wid, d.company AS co, d.next_attempt_at AS due
+        )
+        SELECT input.*, written.wid, written.co, written.due, written.done IS NOT NULL AS ok
+        FROM input LEFT JOIN written ON written.done = input.i
+        ORDER BY written.wid NULLS LAST, input.i
+      LOOP
+        IF NOT r.ok THEN
+          RETURN QUERY SELECT r.i, false, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint;
           CONTINUE;
         END IF;
-        SELECT * INTO q FROM ${t.queues} qq WHERE qq.webhook_id = d.webhook_id FOR UPDATE;
-        IF NOT FOUND THEN
-          INSERT INTO ${t.queues} (webhook_id, company, open, out) VALUES (d.webhook_id, d.company, 1, 1);
-          SELECT * INTO q FROM ${t.queues} qq WHERE qq.webhook_id = d.webhook_id FOR UPDATE;
+        -- Unordered: a settle that ends its lease asks for any due delivery (claimed below, for all at once).
+        IF r.nxt IS NOT NULL AND NOT COALESCE((r.nxt->>'ordered')::boolean, true) AND NOT r.held THEN
+          wanting := wanting || r.i;
+          want_owner := r.nxt->>'owner'; want_lease := (r.nxt->>'leaseMs')::bigint; want_now := r.now;
         END IF;
-        is_probe := q.probe_token IS NOT NULL AND q.probe_token = x->>'token';
+        -- The common case takes no queue row: an unordered delivery ending well (or plainly), neither a
+        -- probe nor of a webhook whose circuit is open. Its queue learns of successes below, in one go.
+        IF r.final AND r.outcome IS DISTINCT FROM 'failure' AND EXISTS (SELECT 1 FROM ${t.queues} qq WHERE qq.webhook_id = r.wid
+            AND NOT qq.ordered AND qq.open_until IS NULL AND qq.probe_token IS DISTINCT FROM r.token) THEN
+          IF r.outcome = 'success' THEN
+            succeeded := succeeded || r.wid;
+            succeeded_at := GREATEST(succeeded_at, r.now);
+          END IF;
+          RETURN QUERY SELECT r.i, true, CASE WHEN r.outcome IS NULL THEN NULL::jsonb ELSE '{"consecutiveFailures":0}'::jsonb END,
+            NULL::jsonb, NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint;
+          CONTINUE;
+        END IF;
+        IF current_queue IS DISTINCT FROM r.wid THEN
+          IF current_queue IS NOT NULL THEN
+            UPDATE ${t.queues} qq SET version = qq.version + 1, open = q.open, hint = q.hint, hint_seq = q.hint_seq, out = q.out, out_until = q.out_until,
+              consecutive_failures = q.consecutive_failures, failing_since = q.failing_since, last_success_at = q.last_success_at,
+              last_failure_at = q.last_failure_at, failed_attempts = q.failed_attempts, open_until = q.open_until, cooldown_ms = q.cooldown_ms,
+              probe_token = q.probe_token, probe_until = q.probe_until, tokens = q.tokens, tokens_at = q.tokens_at
+              WHERE qq.webhook_id = q.webhook_id;
+          END IF;
+          SELECT * INTO q FROM ${t.queues} qq WHERE qq.webhook_id = r.wid FOR UPDATE;
+          IF NOT FOUND THEN
+            INSERT INTO ${t.queues} (webhook_id, company, open, out) VALUES (r.wid, r.co, 1, 1);
+            SELECT * INTO q FROM ${t.queues} qq WHERE qq.webhook_id = r.wid FOR UPDATE;
+          END IF;
+          current_queue := r.wid;
+        END IF;
+        now := r.now;
+        is_probe := q.probe_token IS NOT NULL AND q.probe_token = r.token;
         IF is_probe THEN
           q.probe_token := NULL;
-          IF NOT x ? 'attempt' THEN q.probe_until := NULL; END IF;
+          IF r.attempt IS NULL THEN q.probe_until := NULL; END IF;
         END IF;
         opened := false; closed := false; disable := NULL;
-        pol := x->'policy';
-        IF x->>'outcome' = 'success' THEN
+        pol := r.policy;
+        IF r.outcome = 'success' THEN
           closed := q.open_until IS NOT NULL;
           q.failed_attempts := 0; q.open_until := NULL; q.cooldown_ms := 0; q.probe_until := NULL;
           q.last_success_at := now; q.consecutive_failures := 0; q.failing_since := NULL;
-        ELSIF x->>'outcome' = 'failure' THEN
+        ELSIF r.outcome = 'failure' THEN
           q.last_failure_at := now;
           q.failing_since := COALESCE(q.failing_since, now);
           IF (pol->>'failureThreshold')::int > 0 THEN
@@ -365,20 +529,17 @@ export function functionStatements(t: Tables, channel: string): string[] {
               q.cooldown_ms := (pol->>'cooldownMs')::bigint; q.open_until := now + q.cooldown_ms; opened := true;
             END IF;
           END IF;
-          IF (x->>'exhausted')::boolean THEN
+          IF r.exhausted THEN
             q.consecutive_failures := q.consecutive_failures + 1;
             IF (pol->>'disableAfterFailures')::int > 0 AND q.consecutive_failures >= (pol->>'disableAfterFailures')::int THEN disable := 'failures';
             ELSIF (pol->>'disableAfterMs')::bigint > 0 AND now - q.failing_since >= (pol->>'disableAfterMs')::bigint THEN disable := 'failing-too-long';
             END IF;
           END IF;
         END IF;
-        IF final THEN q.open := GREATEST(0, q.open - 1); END IF;
-        IF held THEN q.out_until := GREATEST(COALESCE(q.out_until, hold), hold); ELSE q.out := GREATEST(0, q.out - 1); END IF;
+        IF r.held THEN q.out_until := GREATEST(COALESCE(q.out_until, r.hold), r.hold); ELSE q.out := GREATEST(0, q.out - 1); END IF;
         g := ${gate('q')};
         nd := NULL; ne := NULL;
-        IF q.open = 0 THEN
-          q.hint := NULL; q.hint_seq := NULL;
-        ELSIF q.ordered AND final THEN
+        IF q.ordered AND r.final THEN
           SELECT dd.seq, dd.next_attempt_at, dd.lease_until INTO head FROM ${t.deliveries} dd
             WHERE dd.webhook_id = q.webhook_id AND dd.state = 'pending' ORDER BY dd.seq LIMIT 1;
           IF NOT FOUND THEN
@@ -386,47 +547,66 @@ export function functionStatements(t: Tables, channel: string): string[] {
           ELSE
             avail := GREATEST(CASE WHEN head.lease_until IS NULL THEN head.next_attempt_at ELSE GREATEST(head.next_attempt_at, head.lease_until + 1) END, COALESCE(g, 0));
             IF q.out > (CASE WHEN head.lease_until IS NULL THEN 0 ELSE 1 END) AND q.out_until >= now THEN avail := GREATEST(avail, q.out_until + 1); END IF;
-            IF x ? 'next' AND avail <= now AND q.open_until IS NULL THEN
+            IF COALESCE((r.nxt->>'ordered')::boolean, false) AND avail <= now AND q.open_until IS NULL THEN
               -- The queue passes straight to its next delivery, leased to the settling engine.
               IF q.rate_per_second IS NOT NULL THEN q.tokens := ${refilled('q', 'now')} - 1; q.tokens_at := now; END IF;
-              UPDATE ${t.deliveries} dd SET lease_token = (x->'next'->>'owner') || ':' || md5(random()::text) || ':' || dd.seq,
-                lease_until = now + (x->'next'->>'leaseMs')::bigint WHERE dd.seq = head.seq
+              UPDATE ${t.deliveries} dd SET lease_token = (r.nxt->>'owner') || ':' || md5(random()::text) || ':' || dd.seq,
+                lease_until = now + (r.nxt->>'leaseMs')::bigint WHERE dd.seq = head.seq
                 RETURNING ${deliveryJson('dd')} INTO nd;
               SELECT e.body INTO ne FROM ${t.events} e WHERE e.id = nd->>'event_id';
               q.out := q.out + CASE WHEN head.lease_until IS NULL THEN 1 ELSE 0 END;
-              q.out_until := GREATEST(COALESCE(q.out_until, 0), now + (x->'next'->>'leaseMs')::bigint);
-              q.hint := now + (x->'next'->>'leaseMs')::bigint + 1;
+              q.out_until := GREATEST(COALESCE(q.out_until, 0), now + (r.nxt->>'leaseMs')::bigint);
+              q.hint := now + (r.nxt->>'leaseMs')::bigint + 1;
               q.hint_seq := head.seq;
             ELSE
               q.hint := avail; q.hint_seq := head.seq;
               notify_others := true;
             END IF;
           END IF;
-        ELSIF q.ordered AND held THEN
-          q.hint := hold + 1;
+        ELSIF q.ordered AND r.held THEN
+          q.hint := r.hold + 1;
         ELSIF q.ordered THEN
-          q.hint := GREATEST(COALESCE(d.next_attempt_at, now), COALESCE(g, 0));
+          q.hint := GREATEST(COALESCE(r.due, now), COALESCE(g, 0));
           notify_others := true;
-        ELSIF held THEN
+        ELSIF r.held THEN
           -- A hold may end sooner than the queue's hint.
-          q.hint := LEAST(COALESCE(q.hint, hold + 1), GREATEST(hold + 1, COALESCE(g, 0)));
-        ELSIF NOT final THEN
-          avail := GREATEST(COALESCE(d.next_attempt_at, now), COALESCE(g, 0));
+          q.hint := LEAST(COALESCE(q.hint, r.hold + 1), GREATEST(r.hold + 1, COALESCE(g, 0)));
+        ELSIF NOT r.final THEN
+          avail := GREATEST(COALESCE(r.due, now), COALESCE(g, 0));
           IF q.hint IS NULL OR avail < q.hint THEN q.hint := avail; END IF;
           notify_others := true;
         END IF;
         IF q.hint IS NOT NULL AND opened THEN q.hint := GREATEST(q.hint, q.open_until); END IF;
         IF q.hint IS NOT NULL AND closed THEN q.hint := LEAST(q.hint, now); END IF;
+        RETURN QUERY SELECT r.i, true, CASE WHEN r.outcome IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
+            'opened', CASE WHEN opened THEN q.open_until END, 'closed', CASE WHEN closed THEN true END,
+            'openUntil', CASE WHEN q.open_until > now THEN q.open_until END, 'disable', disable,
+            'consecutiveFailures', q.consecutive_failures, 'failingSince', q.failing_since)) END, nd, ne,
+          CASE WHEN nd IS NULL THEN NULL ELSE false END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_per_second END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_burst END;
+      END LOOP;
+      IF current_queue IS NOT NULL THEN
         UPDATE ${t.queues} qq SET version = qq.version + 1, open = q.open, hint = q.hint, hint_seq = q.hint_seq, out = q.out, out_until = q.out_until,
           consecutive_failures = q.consecutive_failures, failing_since = q.failing_since, last_success_at = q.last_success_at,
           last_failure_at = q.last_failure_at, failed_attempts = q.failed_attempts, open_until = q.open_until, cooldown_ms = q.cooldown_ms,
           probe_token = q.probe_token, probe_until = q.probe_until, tokens = q.tokens, tokens_at = q.tokens_at
           WHERE qq.webhook_id = q.webhook_id;
-        RETURN QUERY SELECT it.n, true, CASE WHEN x ? 'outcome' THEN jsonb_strip_nulls(jsonb_build_object(
-            'opened', CASE WHEN opened THEN q.open_until END, 'closed', CASE WHEN closed THEN true END,
-            'openUntil', CASE WHEN q.open_until > now THEN q.open_until END, 'disable', disable,
-            'consecutiveFailures', q.consecutive_failures, 'failingSince', q.failing_since)) END, nd, ne;
-      END LOOP;
+      END IF;
+      IF cardinality(succeeded) > 0 THEN
+        -- A success ends a failing run and is the endpoint's latest; written only when that changes
+        -- something (the last success is kept to the second), skipping rows others hold.
+        UPDATE ${t.queues} qq SET version = qq.version + 1, failed_attempts = 0, consecutive_failures = 0, failing_since = NULL,
+          cooldown_ms = 0, last_success_at = succeeded_at
+        WHERE qq.webhook_id IN (SELECT qr.webhook_id FROM ${t.queues} qr WHERE qr.webhook_id = ANY(succeeded)
+            AND (qr.failed_attempts > 0 OR qr.consecutive_failures > 0 OR qr.failing_since IS NOT NULL
+              OR qr.last_success_at IS NULL OR qr.last_success_at < succeeded_at - 1000)
+          ORDER BY qr.webhook_id FOR UPDATE SKIP LOCKED);
+      END IF;
+      IF cardinality(wanting) > 0 THEN
+        -- One claim for every settle that asked: each gets one, in order, while there are any.
+        FOR c IN SELECT row_number() OVER () AS k, cl.* FROM ${f.claim}(want_now, cardinality(wanting), want_lease, want_owner || ':' || md5(random()::text), false, true) cl LOOP
+          RETURN QUERY SELECT wanting[c.k], true, NULL::jsonb, c.delivery, c.event, c.probe, c.rate_per_second, c.rate_burst;
+        END LOOP;
+      END IF;
       IF notify_others THEN ${notify}; END IF;
     END $fn$`,
   ]

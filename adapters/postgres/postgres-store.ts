@@ -27,8 +27,6 @@ export interface PostgresStoreOptions {
  */
 export type PostgresStore = SqlStore
 
-// Queues looked at per claim beyond its limit, for those that turn out to have nothing to give.
-const CLAIM_SLACK = 16
 // How long migrate() waits for the tables' locks before it lets running instances go first and tries again.
 const MIGRATE_LOCK_TIMEOUT = '200ms'
 const MIGRATE_TRIES = 100
@@ -92,19 +90,35 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
           ? {}
           : { key: input.idempotencyKey, result: { eventId: input.eventId, deliveries: input.deliveries, duplicate: false } }),
       }))
-      const { rows } = await call('enqueue', `SELECT i, duplicate, stored FROM ${fn.enqueue}($1::jsonb)`, [JSON.stringify(items)])
-      return inputs.map((input, i): EnqueueResult => {
-        const row = rows.find((r) => r.i === i)
-        if (row?.duplicate) return { ...(row.stored as EnqueueResult), duplicate: true }
-        return { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
-      })
+      // Every input of a batch asks for the same engine, if any (see `fits`): one lease for all.
+      const asking = inputs.find((input) => input.claim)?.claim
+      const claim = asking && {
+        token: `${asking.owner}:${crypto.randomUUID()}`,
+        leaseMs: asking.leaseMs,
+        ordered: asking.ordered,
+        now: Math.min(...inputs.map((input) => input.now)),
+        limit: inputs.reduce((n, input) => n + (input.claim?.limit ?? 0), 0),
+      }
+      const { rows } = await call('enqueue', `SELECT i, duplicate, stored, delivery, event FROM ${fn.enqueue}($1::jsonb, $2::jsonb)`, [
+        JSON.stringify(items),
+        claim ? JSON.stringify(claim) : null,
+      ])
+      const results = inputs.map((input): EnqueueResult => ({ eventId: input.eventId, deliveries: input.deliveries, duplicate: false }))
+      for (const row of rows) {
+        const result = results[row.i]!
+        if (row.duplicate) results[row.i] = { ...(row.stored as EnqueueResult), duplicate: true }
+        else if (row.delivery) (result.claimed ??= []).push(toClaimed(row.delivery, row.event, false, null, null))
+      }
+      return results
     },
     {
       maxBatch: options.maxEnqueueBatch ?? 256,
-      // One idempotency key per batch: the second waits for the first's outcome in the next one.
+      // One idempotency key per batch (the second waits for the first's outcome in the next one), and
+      // one engine asking for leases.
       fits: (input, batch) =>
-        input.idempotencyKey === undefined ||
-        !batch.some((b) => b.idempotencyKey === input.idempotencyKey && b.event.company === input.event.company),
+        (input.idempotencyKey === undefined ||
+          !batch.some((b) => b.idempotencyKey === input.idempotencyKey && b.event.company === input.event.company)) &&
+        (!input.claim || batch.every((b) => !b.claim || b.claim.owner === input.claim!.owner)),
     },
   )
 
@@ -124,16 +138,20 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         ...(s.endpoint ? { outcome: s.endpoint.outcome, exhausted: s.endpoint.exhausted ?? false, policy: s.endpoint.policy } : {}),
         ...(s.next ? { next: s.next } : {}),
       }))
-      const { rows } = await call('settle', `SELECT i, ok, change, next_delivery, next_event FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(items)])
-      const byIndex = new Map(rows.map((row) => [row.i as number, row]))
-      return entries.map(({ lease }, i) => {
-        const row = byIndex.get(i)
-        if (!row?.ok) return new LeaseLostError(lease.deliveryId)
-        const result: SettleResult = {}
+      const { rows } = await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(items)])
+      // One row per item; an item handed a delivery by the claim at the end has a second row with it.
+      const results = new Map<number, SettleResult | Error>()
+      for (const row of rows) {
+        if (!row.ok) {
+          results.set(row.i, new LeaseLostError(entries[row.i]!.lease.deliveryId))
+          continue
+        }
+        const result = (results.get(row.i) as SettleResult | undefined) ?? {}
         if (row.change) result.endpoint = toChange(row.change)
-        if (row.next_delivery) result.next = toClaimed(row.next_delivery, row.next_event, false, null, null)
-        return result
-      })
+        if (row.next_delivery) result.next = toClaimed(row.next_delivery, row.next_event, row.next_probe, row.next_rate, row.next_burst)
+        results.set(row.i, result)
+      }
+      return entries.map(({ lease }, i) => results.get(i) ?? new LeaseLostError(lease.deliveryId))
     },
     { maxBatch: options.maxSettleBatch ?? 256 },
   )
@@ -290,8 +308,8 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       await ready()
       const { now, limit, leaseMs, owner, ordered } = options
       if (limit <= 0) return []
-      const { rows } = await call('claim', `SELECT delivery, event, probe, rate_per_second, rate_burst FROM ${fn.claim}($1, $2, $3, $4, $5, $6)`, [
-        now, limit, leaseMs, `${owner}:${crypto.randomUUID()}`, ordered, CLAIM_SLACK,
+      const { rows } = await call('claim', `SELECT delivery, event, probe, rate_per_second, rate_burst FROM ${fn.claim}($1, $2, $3, $4, $5, false)`, [
+        now, limit, leaseMs, `${owner}:${crypto.randomUUID()}`, ordered,
       ])
       return rows.map((row) => toClaimed(row.delivery, row.event, row.probe, row.rate_per_second, row.rate_burst))
     },
@@ -318,18 +336,20 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
 
     async openCount() {
       await ready()
-      const { rows } = await call(
-        'open_count',
-        `SELECT (SELECT COALESCE(SUM(open), 0) FROM ${t.queues} WHERE hint IS NOT NULL) + (SELECT COALESCE(SUM(n), 0) FROM ${t.wakeups}) AS n`,
-        [],
-      )
+      // Counted from the index of open deliveries (drain() asks once per poll, not per delivery).
+      const { rows } = await call('open_count', `SELECT count(*) AS n FROM ${t.deliveries} WHERE state = 'pending'`, [])
       return Number(rows[0].n)
     },
 
     async endpoint(webhookId) {
       await ready()
-      const { rows } = await pool.query(`SELECT * FROM ${t.queues} WHERE webhook_id = $1`, [webhookId])
-      return endpointOf(rows[0] as QueueRecord | undefined)
+      // The queue row, and its open deliveries counted from their index.
+      const { rows } = await pool.query(
+        `SELECT (SELECT row_to_json(q) FROM ${t.queues} q WHERE q.webhook_id = $1) AS queue,
+           (SELECT count(*) FROM ${t.deliveries} d WHERE d.webhook_id = $1 AND d.state = 'pending') AS open`,
+        [webhookId],
+      )
+      return { ...endpointOf((rows[0].queue ?? undefined) as QueueRecord | undefined), open: Number(rows[0].open) }
     },
 
     async resetEndpoint(webhookId) {

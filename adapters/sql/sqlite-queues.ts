@@ -323,15 +323,21 @@ export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
         lease.deliveryId, lease.token, s.now,
       ])
       if (!row) throw new LeaseLostError(lease.deliveryId)
-      const wantNext = final && s.next !== undefined && x.transactional
-      return update(row.webhook_id, row.company, async (state) => {
-        const result = applyQueueSettle(state, lease.token, s, row.next_attempt_at ?? s.now)
-        if (wantNext && state.ordered) {
-          const { claimed: [next] } = await takeFrom(state, { now: s.now, limit: 1, leaseMs: s.next!.leaseMs, owner: s.next!.owner, ordered: true }, 1, `${s.next!.owner}:${crypto.randomUUID()}`)
-          if (next) result.next = next
+      // Only inside a transaction: without one, a delivery leased here could be lost with its queue's write.
+      const next = x.transactional ? s.next : undefined
+      const result = await update(row.webhook_id, row.company, async (state) => {
+        const answer = applyQueueSettle(state, lease.token, s, row.next_attempt_at ?? s.now)
+        if (next?.ordered && final && state.ordered) {
+          const { claimed: [taken] } = await takeFrom(state, { now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: true }, 1, `${next.owner}:${crypto.randomUUID()}`)
+          if (taken) answer.next = taken
         } else if (state.ordered && final) await fixHint(state, s.now, true)
-        return result
+        return answer
       })
+      if (next && !next.ordered && !held) {
+        const [taken] = await this.claim({ now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: false })
+        if (taken) result.next = taken
+      }
+      return result
     },
 
     /** Gives a delivery back without an attempt. */

@@ -31,6 +31,7 @@ export const CONFORMANCE_CASES = [
   'counts deliveries exhausted in a row and says when the rule turns the webhook off',
   'hands out no more of a webhook than its stored rate allows, and none while its bucket is empty',
   'passes an ordered webhook’s queue to its next delivery in the settle that ends the head',
+  'hands an unordered settler a due delivery of any webhook in the same step',
   'settles that race each answer on their own, a lost lease among them',
   'keeps endpoint state, queues and leases when the store is opened again',
   'never hands two deliveries of one webhook to concurrent ordered claimers',

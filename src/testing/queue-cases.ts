@@ -111,7 +111,7 @@ export function queueCases({ test, claim, enqueue, hook, store, reopen }: SuiteT
     await enqueue([w], 2)
     const [head] = await claim(5)
     expect(head?.delivery.id).toBe(a.deliveries[0]!.id)
-    const result = await store().settle(head!.lease, { now: 6, state: 'succeeded', response: 'ok', next: { owner: 'me', leaseMs: 1_000 } })
+    const result = await store().settle(head!.lease, { now: 6, state: 'succeeded', response: 'ok', next: { owner: 'me', leaseMs: 1_000, ordered: true } })
     expect(result?.next?.delivery.id).toBe(b.deliveries[0]!.id)
     expect(result?.next?.delivery.event.type).toBe('COTTask')
     // It is out, leased to the settler: no other claimer gets this webhook meanwhile.
@@ -119,10 +119,30 @@ export function queueCases({ test, claim, enqueue, hook, store, reopen }: SuiteT
     await store().settle(result!.next!.lease, { now: 8, state: 'failed', response: 'gave up' })
     // A head handed back (not final) passes nothing on, and keeps its place.
     const [third] = await claim(9)
-    const back = await store().settle(third!.lease, { now: 11, state: 'pending', response: '', nextAttemptAt: 50, next: { owner: 'me', leaseMs: 1_000 } })
+    const back = await store().settle(third!.lease, { now: 11, state: 'pending', response: '', nextAttemptAt: 50, next: { owner: 'me', leaseMs: 1_000, ordered: true } })
     expect(back?.next).toBeUndefined()
     expect(await claim(20)).toEqual([])
     expect(ids(await claim(50))).toEqual([third!.delivery.id])
+  })
+
+  test('hands an unordered settler a due delivery of any webhook in the same step', async () => {
+    const [w1, w2] = [await hook(), await hook()]
+    const first = await enqueue([w1], 0)
+    const second = await enqueue([w2], 1)
+    const [claimed] = await claim(5, { ordered: false, limit: 1 })
+    expect(claimed?.delivery.id).toBe(first.deliveries[0]!.id)
+    const result = await store().settle(claimed!.lease, { now: 6, state: 'succeeded', response: 'ok', next: { owner: 'me', leaseMs: 1_000, ordered: false } })
+    let last = result?.next
+    if (last) {
+      expect(last.delivery.id).toBe(second.deliveries[0]!.id)
+      expect(await claim(7, { ordered: false, owner: 'other' })).toEqual([]) // it is out
+    } else {
+      // A store may answer none: the next claim finds it.
+      ;[last] = await claim(7, { ordered: false })
+      expect(last?.delivery.id).toBe(second.deliveries[0]!.id)
+    }
+    // Nothing due: nothing handed on.
+    expect((await store().settle(last!.lease, { now: 9, state: 'succeeded', response: '', next: { owner: 'me', leaseMs: 1_000, ordered: false } }))?.next).toBeUndefined()
   })
 
   test('settles that race each answer on their own, a lost lease among them', async () => {
