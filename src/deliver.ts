@@ -51,6 +51,11 @@ export interface DeliverContext {
   signal: AbortSignal
   /** The global limit on requests in flight: every send goes through it, waits do not. */
   sends: <T>(send: () => Promise<T>) => Promise<T>
+  /**
+   * Whether due work was left in the store for want of room here: only then does an ending unordered
+   * settle ask for another delivery (otherwise the ask costs the store a claim that finds nothing).
+   */
+  backlogged: () => boolean
   /** Told when a run starts (+1) and stops (-1) waiting between attempts, so its slot can be used. */
   waiting: (delta: 1 | -1) => void
   /** Whether every send slot is taken (a run would queue for one). */
@@ -110,10 +115,11 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
   const settle = async (settlement: Omit<Settlement, 'now'>): Promise<SettleResult> => {
     const now = ctx.now()
     // A settle that ends this run asks for the next delivery in the same round trip (not while closing):
-    // ordered, the webhook's next (its queue passes straight on); unordered, any due one.
-    const ends = settlement.state !== 'pending' || (!ctx.ordered && settlement.holdUntil === undefined)
+    // ordered, the webhook's next (its queue passes straight on); unordered, any due one if some was left.
+    const ends = ctx.ordered ? settlement.state !== 'pending' : settlement.holdUntil === undefined && ctx.backlogged()
     const next = ends && !ctx.signal.aborted ? { next: { owner: ctx.owner, leaseMs: ctx.leaseMs, ordered: ctx.ordered } } : {}
     const result = (await ctx.store.settle(lease, { ...settlement, ...next, now })) ?? {}
+    ctx.guard.learned(delivery.webhookId, result.endpoint)
     if (result.next) {
       outcome.next = result.next
       outcome.at = now
@@ -186,6 +192,10 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
     let result: AttemptResult
     try {
       result = await ctx.sends(async () => {
+        // Claimed (or waiting for a retry, a host or a slot) before the circuit opened: held back like
+        // the rest, right before it would go; a probe goes.
+        const heldUntil = claimed.probe ? 0 : ctx.guard.heldUntil(delivery.webhookId, ctx.now())
+        if (heldUntil) return defer(heldUntil)
         await keepLease()
         return sendAttempt({
           url: target.webhook.url,

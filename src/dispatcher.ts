@@ -43,6 +43,8 @@ export interface Dispatcher {
   kick(): void
   /** A send slot freed up (a run started waiting between attempts): look again if work was left for want of room. */
   freed(): void
+  /** Whether the last look at the store left due work there for want of room. */
+  backlogged(): boolean
   /** Free send slots now: how many deliveries a claim (or an emit's own lease) may take. */
   room(): number
   /** Runs deliveries leased to this engine elsewhere (by its own emit), as if it had claimed them at `at`. */
@@ -234,6 +236,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return {
     kick,
     freed,
+
+    backlogged: () => waitingForRoom,
 
     room: () => (claiming && !closed ? Math.max(0, room()) : 0),
 

@@ -3,7 +3,8 @@ import { healthPolicy, type HealthOptions, type WebhookHealth } from './health.j
 import type { COTWebhook } from './model.js'
 import type { DisableReason, HookCaller } from './operator-hooks.js'
 import type { RateLimiter } from './rate-limit.js'
-import type { EndpointPolicy, EndpointState, RateLimit, Store } from './store.js'
+import { LRUCache } from 'lru-cache'
+import type { EndpointChange, EndpointPolicy, EndpointState, RateLimit, Store } from './store.js'
 
 /**
  * What an engine does about endpoints, over the state the store keeps for every engine: the policy
@@ -50,7 +51,17 @@ export interface EndpointGuard {
   syncRate(webhook: COTWebhook, stored: RateLimit | null): Promise<void>
   /** What the store holds of the webhook now. */
   report(webhook: COTWebhook, now: number): Promise<HealthReport>
+  /** A settle answered this about the webhook's endpoint: remember whether its circuit is open. */
+  learned(webhookId: string, change: EndpointChange | undefined): void
+  /**
+   * Until when the webhook's circuit is open, as far as this engine's settles have told it (0: not
+   * known to be open). A delivery claimed before the circuit opened checks it before it is sent.
+   */
+  heldUntil(webhookId: string, now: number): number
 }
+
+// Circuits this engine saw open, kept for the most recently failing webhooks only.
+const KNOWN_CIRCUITS = 10_000
 
 /**
  * Creates the guard.
@@ -68,6 +79,8 @@ export function createEndpointGuard(options: EndpointGuardOptions): EndpointGuar
   const knownRates = new Map<string, string>()
   const rateKey = (rate: RateLimit | null) => (rate ? `${rate.perSecond}/${rate.burst}` : 'none')
 
+  const openCircuits = new LRUCache<string, number>({ max: KNOWN_CIRCUITS })
+
   const setRate = async (webhookId: string, rate: RateLimit | null) => {
     await store.setRate(webhookId, rate)
     knownRates.set(webhookId, rateKey(rate))
@@ -75,6 +88,19 @@ export function createEndpointGuard(options: EndpointGuardOptions): EndpointGuar
 
   return {
     policy,
+
+    learned(webhookId, change) {
+      if (change?.openUntil !== undefined) openCircuits.set(webhookId, change.openUntil)
+      else if (change) openCircuits.delete(webhookId)
+    },
+
+    heldUntil(webhookId, now) {
+      const until = openCircuits.get(webhookId)
+      if (until === undefined) return 0
+      if (until > now) return until
+      openCircuits.delete(webhookId)
+      return 0
+    },
 
     async disable(company, webhookId, reason, counts) {
       if (await options.deactivate(company, webhookId)) {

@@ -258,6 +258,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
       return body
     },
+    backlogged: () => dispatcher.backlogged(),
     saturated: () => sends.activeCount + sends.pendingCount >= concurrency,
     waiting: (delta: 1 | -1) => {
       waiting += delta
@@ -307,6 +308,9 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       total.events += removed.events
       total.idempotencyKeys += removed.idempotencyKeys
       if (removed.deliveries < batch && removed.events < batch && removed.idempotencyKeys < batch) return total
+      // A store that answers without I/O (memory) would run every batch in one turn of the event loop:
+      // let timers, sockets and the host's own requests in between batches.
+      await new Promise((resolve) => setTimeout(resolve, 0))
     }
   }
   const pruning = retention ? setInterval(() => void prune().catch(onError), retention.intervalMs ?? 3_600_000) : undefined

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { NotFoundError, VERSION, ValidationError, memoryStore, objectId, type Store } from 'cotwebhook'
 import { COMPANY, OTHER_COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
+import { taskEvent as fixtureEvent, webhookRecord } from 'cotwebhook/testing'
 import { startReceiver, until, type Receiver } from './helpers/receiver.js'
 
 let receiver: Receiver
@@ -102,6 +103,33 @@ describe('prune()', () => {
     expect(await hooks.logs(COMPANY, webhook._id)).toEqual([])
     await expect(engine().prune()).rejects.toThrow('prune() needs olderThanMs, or the retention option')
     expect(() => engine({ retention: { maxAgeMs: -1 } })).toThrow('retention.maxAgeMs must be an integer ≥ 0')
+  })
+
+  it('lets the event loop run between batches, even on a store that answers without I/O', async () => {
+    // 100,000 final deliveries of one webhook, made through the store directly (quicker than sending).
+    const store = memoryStore()
+    const record = webhookRecord(COMPANY)
+    await store.insertWebhook(record)
+    const webhookId = record.webhook._id
+    for (let n = 0; n < 100_000; n += 1_000) {
+      await Promise.all(Array.from({ length: 1_000 }, (_, i) =>
+        store.enqueue({ eventId: objectId(), event: fixtureEvent(COMPANY), deliveries: [{ id: objectId(), webhookId }], now: n + i })))
+      const claimed = await store.claim({ now: 200_000, limit: 1_000, leaseMs: 1_000, owner: 'x', ordered: false })
+      await Promise.all(claimed.map((c) => store.settle(c.lease, { now: 200_000, state: 'succeeded', response: 'ok' })))
+    }
+    const hooks = engine({ store, now: () => 300_000, dispatch: false, retention: { maxAgeMs: 1, batchSize: 500 } })
+    let turns = 0
+    let ticking = true
+    const tick = () => {
+      turns++
+      if (ticking) setTimeout(tick, 0)
+    }
+    setTimeout(tick, 0)
+    expect(await hooks.prune()).toMatchObject({ deliveries: 100_000 })
+    ticking = false
+    // 200 batches: a timer got to run between (nearly) every two of them.
+    expect(turns).toBeGreaterThanOrEqual(100)
+    expect(await store.listDeliveries(COMPANY, webhookId, { limit: 10, offset: 0 })).toEqual({ items: [], count: 0 })
   })
 })
 

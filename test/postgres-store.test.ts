@@ -29,7 +29,17 @@ const dispose = async (store: PostgresStore) => {
 }
 
 describe.skipIf(!available)('PostgreSQL', () => {
-  runStoreConformance({ name: 'postgres (pg.Pool, FOR UPDATE SKIP LOCKED)', create: fresh, cleanup: (s) => dispose(s as PostgresStore) })
+  runStoreConformance({
+    name: 'postgres (pg.Pool, FOR UPDATE SKIP LOCKED)',
+    create: fresh,
+    // A restarted process: a new store object on the same schema.
+    reopen: async (store) => {
+      const again = postgresStore(pool, { schema: schemas.get(store as PostgresStore)! })
+      await again.migrate()
+      return again
+    },
+    cleanup: (s) => dispose(s as PostgresStore),
+  })
 
   describe('the PostgreSQL store', () => {
     it('refuses to run before migrate(), and migrate() is safe to run concurrently', async () => {

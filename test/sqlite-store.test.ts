@@ -20,7 +20,27 @@ const migrated = async (store: SqliteStore) => {
 }
 
 runStoreConformance({ name: 'sqlite :memory: (better-sqlite3)', create: () => migrated(sqliteStore(':memory:')), cleanup: (s) => (s as SqliteStore).close() })
-runStoreConformance({ name: 'sqlite file in WAL mode (better-sqlite3)', create: () => migrated(sqliteStore(file())), cleanup: (s) => (s as SqliteStore).close() })
+// Reopened as a restarted process would: a second connection to the same file (closed with the first).
+const paths = new Map<Store, string>()
+const reopened = new Map<Store, SqliteStore>()
+runStoreConformance({
+  name: 'sqlite file in WAL mode (better-sqlite3)',
+  create: async () => {
+    const path = file()
+    const store = await migrated(sqliteStore(path))
+    paths.set(store, path)
+    return store
+  },
+  reopen: async (store) => {
+    const again = await migrated(sqliteStore(paths.get(store)!))
+    reopened.set(store, again)
+    return again
+  },
+  cleanup: async (s) => {
+    await reopened.get(s)?.close()
+    await (s as SqliteStore).close()
+  },
+})
 
 describe('the SQLite store', () => {
   it('refuses to run before migrate() with a message that says so, and migrate() is repeatable', async () => {

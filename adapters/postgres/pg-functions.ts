@@ -45,8 +45,8 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // new deliveries that may go now are leased to the emitting engine in the same call (it delivers
     // them without a claim round trip); only what is left is announced to the others.
     `CREATE OR REPLACE FUNCTION ${f.enqueue}(p_items jsonb, p_claim jsonb)
-    RETURNS TABLE (i int, duplicate boolean, stored jsonb, delivery jsonb, event jsonb)
-    LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
+    RETURNS TABLE (i int, duplicate boolean, stored jsonb, delivery jsonb, event jsonb, id text, token text)
+    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan AS $fn$
     #variable_conflict use_column
     DECLARE
       r record;
@@ -96,9 +96,9 @@ export function functionStatements(t: Tables, channel: string): string[] {
         n_made := r.rows;
         IF r.dup THEN
           -- A statement of its own: it sees the first enqueue of the key, committed meanwhile.
-          RETURN QUERY SELECT r.i, true, k.result, NULL::jsonb, NULL::jsonb FROM ${t.idempotency} k WHERE k.company = r.company AND k.key = r.key;
+          RETURN QUERY SELECT r.i, true, k.result, NULL::jsonb, NULL::jsonb, NULL::text, NULL::text FROM ${t.idempotency} k WHERE k.company = r.company AND k.key = r.key;
         ELSE
-          RETURN QUERY SELECT r.i, false, NULL::jsonb, NULL::jsonb, NULL::jsonb;
+          RETURN QUERY SELECT r.i, false, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::text, NULL::text;
         END IF;
       END LOOP;
       IF n_made > 0 AND p_claim IS NOT NULL THEN
@@ -127,12 +127,13 @@ export function functionStatements(t: Tables, channel: string): string[] {
             FROM counted k WHERE qq.webhook_id = k.webhook_id
             RETURNING 1
           )
-          SELECT (x.n - 1)::int AS item, ${deliveryJson('lent')} AS row, x.e->'event' AS body, (SELECT count(*) FROM moved) AS queues
+          -- The emitter knows the rest of each delivery: only which ones, and their lease.
+          SELECT (x.n - 1)::int AS item, lent.id, lent.lease_token, (SELECT count(*) FROM moved) AS queues
           FROM lent JOIN jsonb_array_elements(p_items) WITH ORDINALITY AS x(e, n) ON x.e->>'eventId' = lent.event_id
           ORDER BY lent.seq
         LOOP
           leased := leased + 1;
-          RETURN QUERY SELECT r.item, false, NULL::jsonb, r.row, r.body;
+          RETURN QUERY SELECT r.item, false, NULL::jsonb, NULL::jsonb, NULL::jsonb, r.id, r.lease_token;
         END LOOP;
       END IF;
       IF n_made > leased THEN ${notify}; END IF;
@@ -141,7 +142,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // ---- enqueue inside the host's transaction: no queue row is locked until the host commits; the
     // deliveries announce themselves through wake-ups, which the next claim folds into the queues.
     `CREATE OR REPLACE FUNCTION ${f.enqueueInTx}(p_company text, p_event_id text, p_body jsonb, p_ids text[], p_webhook_ids text[], p_now bigint, p_key text, p_result jsonb)
-    RETURNS TABLE (duplicate boolean, stored jsonb) LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
+    RETURNS TABLE (duplicate boolean, stored jsonb) LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $fn$
     #variable_conflict use_column
     DECLARE
       claimed int;
@@ -187,7 +188,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // statement each way; the few with a circuit or a rate, one at a time after them.
     `CREATE OR REPLACE FUNCTION ${f.claim}(p_now bigint, p_limit int, p_lease_ms bigint, p_token text, p_ordered boolean, p_durable boolean)
     RETURNS TABLE (delivery jsonb, event jsonb, probe boolean, rate_per_second double precision, rate_burst bigint)
-    LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
+    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan AS $fn$
     #variable_conflict use_column
     DECLARE
       cand record;
@@ -415,7 +416,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // one statement; then each queue once, with every item of the batch that belongs to it.
     `CREATE OR REPLACE FUNCTION ${f.settle}(p_items jsonb)
     RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb, next_probe boolean, next_rate double precision, next_burst bigint)
-    LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
+    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan AS $fn$
     #variable_conflict use_column
     DECLARE
       r record;

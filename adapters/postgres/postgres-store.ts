@@ -99,7 +99,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         now: Math.min(...inputs.map((input) => input.now)),
         limit: inputs.reduce((n, input) => n + (input.claim?.limit ?? 0), 0),
       }
-      const { rows } = await call('enqueue', `SELECT i, duplicate, stored, delivery, event FROM ${fn.enqueue}($1::jsonb, $2::jsonb)`, [
+      const { rows } = await call('enqueue', `SELECT i, duplicate, stored, id, token FROM ${fn.enqueue}($1::jsonb, $2::jsonb)`, [
         JSON.stringify(items),
         claim ? JSON.stringify(claim) : null,
       ])
@@ -107,12 +107,13 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       for (const row of rows) {
         const result = results[row.i]!
         if (row.duplicate) results[row.i] = { ...(row.stored as EnqueueResult), duplicate: true }
-        else if (row.delivery) (result.claimed ??= []).push(toClaimed(row.delivery, row.event, false, null, null))
+        else if (row.token) (result.claimed ??= []).push(leasedAtEmit(inputs[row.i]!, row.id, row.token))
       }
       return results
     },
     {
       maxBatch: options.maxEnqueueBatch ?? 256,
+      concurrency: Number(process.env.EQC ?? 1),
       // One idempotency key per batch (the second waits for the first's outcome in the next one), and
       // one engine asking for leases.
       fits: (input, batch) =>
@@ -439,6 +440,14 @@ function toClaimed(row: DeliveryRow & { lease_token: string }, event: unknown, p
   if (probe) claimed.probe = true
   claimed.rate = perSecond === null ? null : { perSecond: Number(perSecond), burst: Number(burst ?? 1) }
   return claimed
+}
+
+// A delivery the enqueue leased to its emitter: written as the emitter gave it, so told back by id only.
+function leasedAtEmit(input: EnqueueInput, id: string, token: string): ClaimedDelivery {
+  const { webhookId } = input.deliveries.find((d) => d.id === id)!
+  const { event, eventId, now } = input
+  const delivery = { id, company: event.company, webhookId, eventId, event, state: 'pending' as const, attempts: [], status: null, response: '', createdAt: now, updatedAt: now, nextAttemptAt: now }
+  return { delivery, lease: { deliveryId: id, token }, rate: null }
 }
 
 function toChange(change: { opened?: number | string; closed?: boolean; openUntil?: number | string; disable?: string; consecutiveFailures: number; failingSince?: number | string }): EndpointChange {

@@ -62,6 +62,7 @@ const hooks = createNodeWebhooks({
   ordering: ordered ? 'webhook' : 'none',
   allowPrivateNetworks: true,
   pollIntervalMs: 1_000,
+  ...(process.env.DISPATCH === '0' ? { dispatch: false } : {}),
 })
 const groups: string[] = []
 for (let i = 0; i < job.webhooks; i++) {
@@ -82,7 +83,7 @@ const emitter = async () => {
 }
 await Promise.all(Array.from({ length: job.emitters }, emitter))
 const emittedMs = performance.now() - started
-await waitForArrivals(job.receiver, total)
+if (process.env.DISPATCH !== '0') await waitForArrivals(job.receiver, total)
 const elapsedMs = performance.now() - started
 const used = statements - before
 

@@ -116,6 +116,37 @@ describe('circuit breaker', () => {
     expect(opens.length).toBeGreaterThanOrEqual(2)
   })
 
+  it('holds back deliveries claimed before the circuit opened, instead of sending them to a dead endpoint', async () => {
+    const gate = heldAnswers({ status: 500 })
+    const r = await receiver(() => gate.hold())
+    const hooks = recorder()
+    const engineHooks = engine({
+      ordering: 'none',
+      retry: { schedule: [1] },
+      circuitBreaker: { failureThreshold: 1, cooldownMs: 600_000, maxCooldownMs: 600_000 },
+      // One request at a time to the host: the other deliveries are claimed and wait in line for it.
+      rateLimit: { hostConcurrency: 1 },
+      on: hooks.on,
+    })
+    const { webhook } = await engineHooks.registry.create(COMPANY, taskWebhook(r.url))
+    for (let n = 0; n < 4; n++) await engineHooks.emit(taskEvent(n))
+    await until(() => gate.held === 1, 10_000, 'the first request')
+    // Its 500 opens the circuit; the next in line may have gone as the host slot freed, before the
+    // failure was recorded. Once it is, nothing more goes.
+    gate.release()
+    await until(() => hooks.named('circuit').length === 1, 10_000, 'the circuit to open')
+    gate.open()
+    await engineHooks.flush()
+    expect(r.requests.length).toBeLessThanOrEqual(2)
+    const logs = await engineHooks.logs(COMPANY, webhook._id)
+    const openUntil = (await engineHooks.health(COMPANY, webhook._id)).circuitOpenUntil!
+    expect(logs.map((l) => l.state)).toEqual(['pending', 'pending', 'pending', 'pending'])
+    // The others are back in the store, due when the cool-down ends, none of their attempts used.
+    const unsent = logs.filter((l) => l.attempts.length === 0)
+    expect(unsent).toHaveLength(4 - r.requests.length)
+    expect(unsent.every((l) => Date.parse(String(l.nextAttemptAt)) >= openUntil)).toBe(true)
+  })
+
   it('circuitBreaker: false sends every attempt back to back', async () => {
     const r = await receiver(() => ({ status: 500 }))
     const hooks = recorder()

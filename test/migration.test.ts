@@ -1,0 +1,188 @@
+import Database from 'better-sqlite3'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { objectId, type Store } from 'cotwebhook'
+import { webhookRecord } from 'cotwebhook/testing'
+import { postgresStore } from 'cotwebhook/postgres'
+import { sqliteStore } from 'cotwebhook/sqlite'
+import { v1Statements, v1Writes, type V1Delivery, type V1Rows } from './fixtures/schema-v1.js'
+import { COMPANY, closeAll, engine, nOf, taskEvent } from './helpers/fixtures.js'
+import { PG_URL, dropSchema, postgresAvailable, schemaName } from './helpers/postgres.js'
+import { startReceiver, until, type Receiver } from './helpers/receiver.js'
+
+const pgUp = await postgresAvailable('migration suites on PostgreSQL')
+const pool = new pg.Pool({ connectionString: PG_URL, max: 16 })
+const dir = mkdtempSync(join(tmpdir(), 'cotwebhook-migrate-'))
+const receivers: Receiver[] = []
+afterEach(async () => {
+  await closeAll()
+  await Promise.all(receivers.splice(0).map((r) => r.close()))
+})
+afterAll(async () => {
+  await pool.end()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+type Kind = 'sqlite' | 'postgres'
+const PREFIX = 'cotwebhook_'
+
+/** A database as release 0.1 left it; `write` adds rows the way that release wrote them. */
+async function versionOneDatabase(kind: Kind): Promise<{ open: () => Store & { migrate(): Promise<void>; close(): Promise<void> }; write: (rows: V1Rows) => Promise<void>; drop: () => Promise<void> }> {
+  if (kind === 'postgres') {
+    const schema = schemaName()
+    for (const statement of v1Statements('postgres', PREFIX, schema)) await pool.query(statement)
+    return {
+      open: () => postgresStore(pool, { schema }),
+      write: async (rows) => {
+        for (const w of v1Writes('postgres', PREFIX, schema, rows)) await pool.query(w.sql, w.values)
+      },
+      drop: () => dropSchema(pool, schema),
+    }
+  }
+  const path = join(dir, `${objectId()}.db`)
+  const db = new Database(path)
+  for (const statement of v1Statements('sqlite', PREFIX)) db.exec(statement)
+  db.close()
+  return {
+    open: () => sqliteStore(path),
+    write: async (rows) => {
+      const conn = new Database(path)
+      for (const w of v1Writes('sqlite', PREFIX, undefined, rows)) conn.prepare(w.sql).run(...w.values)
+      conn.close()
+    },
+    drop: async () => {},
+  }
+}
+
+/**
+ * Two webhooks as version 1 left them mid-flight: for each, one delivery already made and five open;
+ * the first open one of `leased` taken by an instance of the old release until `leaseUntil`.
+ */
+function inFlight(receiver: Receiver, now: number, leaseUntil: number) {
+  const hooks = [0, 1].map((i) => webhookRecord(COMPANY, { url: `${receiver.url}/w${i}`, code: `w${i}`, name: `w${i}` }))
+  const events: Array<{ id: string; company: string; body: unknown; createdAt: number }> = []
+  const deliveries: Array<V1Delivery & { company: string }> = []
+  for (const [w, { webhook }] of hooks.entries()) {
+    for (let n = 0; n < 6; n++) {
+      const eventId = objectId()
+      events.push({ id: eventId, company: COMPANY, body: { ...taskEvent(n), createdAt: new Date(now).toISOString(), diff: {}, extraData: null }, createdAt: now - 1_000 + n })
+      deliveries.push({
+        id: objectId(),
+        company: COMPANY,
+        webhookId: webhook._id,
+        eventId,
+        state: n === 0 ? 'succeeded' : 'pending',
+        createdAt: now - 1_000 + n,
+        nextAttemptAt: n === 0 ? null : now - 1_000 + n,
+        ...(w === 0 && n === 1 ? { lease: { token: 'old-release:instance', until: leaseUntil } } : {}),
+      })
+    }
+  }
+  return { hooks, rows: { webhooks: hooks, events, deliveries } }
+}
+
+describe.each(['sqlite', 'postgres'] as const)('upgrading a version 1 database (%s)', (kind) => {
+  it.skipIf(kind === 'postgres' && !pgUp)('delivers every pending delivery, leased ones after their lease, each webhook in order', async () => {
+    const receiver = await startReceiver(() => ({ status: 204 }))
+    receivers.push(receiver)
+    const db = await versionOneDatabase(kind)
+    const now = Date.now()
+    const leaseUntil = now + 400
+    const { hooks, rows } = inFlight(receiver, now, leaseUntil)
+    await db.write(rows)
+
+    const store = db.open()
+    await expect(store.openCount()).rejects.toThrow('at version 1, this version of cotwebhook needs 2')
+    await store.migrate()
+    expect(await store.openCount()).toBe(10)
+    // The webhooks were kept as they were, and the endpoint state starts clean.
+    expect((await store.getWebhook(COMPANY, hooks[0]!.webhook._id))?.webhook.code).toBe('w0')
+    expect(await store.endpoint(hooks[0]!.webhook._id)).toMatchObject({ open: 5, consecutiveFailures: 0, openUntil: null })
+
+    engine({ store, pollIntervalMs: 100 })
+    await until(() => receiver.requests.length >= 10, 15_000, 'all ten open deliveries')
+    for (const w of ['w0', 'w1']) {
+      expect(receiver.requests.filter((r) => r.path === `/${w}`).map((r) => nOf(r.body))).toEqual([1, 2, 3, 4, 5])
+    }
+    // The delivery the old release held went only once its lease had run out.
+    const held = receiver.requests.find((r) => r.path === '/w0')!
+    expect(held.at).toBeGreaterThanOrEqual(leaseUntil)
+    await until(async () => (await store.openCount()) === 0, 5_000, 'every delivery final')
+    expect(receiver.requests).toHaveLength(10)
+    await closeAll()
+    await store.close()
+    await db.drop()
+  })
+})
+
+
+describe.skipIf(!pgUp)('migrate() beside running instances (PostgreSQL)', () => {
+  it('never fails an emit: 20 migrations of an up-to-date schema while 10 emitters run', async () => {
+    const schema = schemaName()
+    const store = postgresStore(pool, { schema })
+    await store.migrate()
+    const hooks = engine({ store, dispatch: false })
+    const receiver = await startReceiver()
+    receivers.push(receiver)
+    await hooks.registry.create(COMPANY, { name: 'w', code: 'w', trigger: 'create-edit-delete-task', url: receiver.url })
+    let stop = false
+    let emitted = 0
+    const failures: unknown[] = []
+    const emitter = async () => {
+      while (!stop) {
+        await hooks.emit(taskEvent(emitted++)).catch((error: unknown) => failures.push(error))
+      }
+    }
+    const emitters = Array.from({ length: 10 }, emitter)
+    // Each instance of a rolling deploy runs migrate() on start.
+    const migrations = await Promise.allSettled(Array.from({ length: 20 }, () => postgresStore(pool, { schema }).migrate()))
+    stop = true
+    await Promise.all(emitters)
+    expect(migrations.filter((m) => m.status === 'rejected')).toEqual([])
+    expect(failures).toEqual([])
+    expect(await store.openCount()).toBe(emitted)
+    await closeAll()
+    await dropSchema(pool, schema)
+  })
+
+  it('upgrades while the old release keeps writing, and delivers what it wrote before and after', async () => {
+    const receiver = await startReceiver(() => ({ status: 204 }))
+    receivers.push(receiver)
+    const db = await versionOneDatabase('postgres')
+    const now = Date.now()
+    const { hooks, rows } = inFlight(receiver, now, now)
+    await db.write(rows)
+    // The old release goes on emitting (its own inserts, in its own transactions) while several new
+    // instances start and migrate at once.
+    let stop = false
+    let written = 0
+    const webhookId = hooks[1]!.webhook._id
+    const oldRelease = (async () => {
+      while (!stop) {
+        const eventId = objectId()
+        const n = 6 + written++
+        await db.write({
+          events: [{ id: eventId, company: COMPANY, body: { ...taskEvent(n), createdAt: new Date().toISOString(), diff: {}, extraData: null }, createdAt: Date.now() }],
+          deliveries: [{ id: objectId(), company: COMPANY, webhookId, eventId, state: 'pending', createdAt: Date.now(), nextAttemptAt: Date.now() }],
+        })
+      }
+    })()
+    const stores = Array.from({ length: 5 }, () => db.open())
+    const migrations = await Promise.allSettled(stores.map((s) => s.migrate()))
+    expect(migrations.filter((m) => m.status === 'rejected')).toEqual([])
+    engine({ store: stores[0]!, pollIntervalMs: 100 })
+    await until(() => receiver.requests.filter((r) => r.path === '/w1').length >= 8, 15_000, 'writes of the old release after the upgrade')
+    stop = true
+    await oldRelease
+    const total = 10 + written
+    await until(() => receiver.requests.length >= total, 15_000, `all ${total} deliveries`)
+    // Every webhook in order, the old release's late writes included.
+    expect(receiver.requests.filter((r) => r.path === '/w1').map((r) => nOf(r.body))).toEqual(Array.from({ length: 5 + written }, (_, i) => i + 1))
+    expect(receiver.requests.filter((r) => r.path === '/w0').map((r) => nOf(r.body))).toEqual([1, 2, 3, 4, 5])
+    await closeAll()
+    await db.drop()
+  })
+})
