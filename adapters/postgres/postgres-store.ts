@@ -113,7 +113,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
     },
     {
       maxBatch: options.maxEnqueueBatch ?? 256,
-      concurrency: Number(process.env.EQC ?? 1),
+      defer: setImmediate,
       // One idempotency key per batch (the second waits for the first's outcome in the next one), and
       // one engine asking for leases.
       fits: (input, batch) =>
@@ -154,7 +154,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       }
       return entries.map(({ lease }, i) => results.get(i) ?? new LeaseLostError(lease.deliveryId))
     },
-    { maxBatch: options.maxSettleBatch ?? 256 },
+    { maxBatch: options.maxSettleBatch ?? 256, defer: setImmediate },
   )
 
   const transaction = async <T>(work: (client: PgQueryable) => Promise<T>, tx?: unknown): Promise<T> => {

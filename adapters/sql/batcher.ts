@@ -12,6 +12,12 @@ export interface BatcherOptions<I> {
   concurrency?: number
   /** Whether an item may join a batch holding these (say, not two with one idempotency key). Default: always. */
   fits?: (item: I, batch: I[]) => boolean
+  /**
+   * Schedules a flush instead of starting it at once. A store whose flush never waits for I/O (SQLite)
+   * would otherwise flush every call alone; `setImmediate` gathers the calls of one turn of the event
+   * loop (say, the settles of every response that arrived in it). Default: at once.
+   */
+  defer?: (flush: () => void) => void
 }
 
 /**
@@ -45,6 +51,17 @@ export function batcher<I, O>(flush: (items: I[]) => Promise<Array<O | Error>>, 
     return batch
   }
 
+  let scheduled = false
+  const schedule = () => {
+    if (!options.defer) return pump()
+    if (scheduled) return
+    scheduled = true
+    options.defer(() => {
+      scheduled = false
+      pump()
+    })
+  }
+
   const pump = () => {
     while (running < concurrency && queued.length) {
       const batch = take()
@@ -64,7 +81,8 @@ export function batcher<I, O>(flush: (items: I[]) => Promise<Array<O | Error>>, 
         )
         .finally(() => {
           running--
-          pump()
+          // Deferred: the callers just answered may call again in this turn and join the next batch.
+          if (queued.length) schedule()
         })
     }
   }
@@ -72,6 +90,6 @@ export function batcher<I, O>(flush: (items: I[]) => Promise<Array<O | Error>>, 
   return (item) =>
     new Promise<O>((resolve, reject) => {
       queued.push({ item, resolve, reject })
-      pump()
+      schedule()
     })
 }

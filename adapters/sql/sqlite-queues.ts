@@ -65,19 +65,23 @@ const CANDIDATE_SLACK = 16
 /** The statements of the queue logic (SQLite dialect, positional parameters). */
 export function queueSql(t: Tables) {
   const deliveryColumns = `seq, id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, lease_token, lease_until`
+  // A webhook's open deliveries, through the indexes that hold only open ones: the planner would
+  // otherwise take the log's index (webhook_id, seq) and step over every delivery ever made.
+  const open = `${t.deliveries} INDEXED BY ${t.index}deliveries_queue`
+  const ready = `${t.deliveries} INDEXED BY ${t.index}deliveries_ready`
   return {
     /** (now, limit) */
     candidates: `SELECT * FROM ${t.queues} WHERE hint IS NOT NULL AND hint <= ? ORDER BY hint, hint_seq LIMIT ?`,
     /** (webhookId) */
     queue: `SELECT * FROM ${t.queues} WHERE webhook_id = ?`,
     /** (webhookId) */
-    head: `SELECT seq, id, next_attempt_at, lease_until FROM ${t.deliveries} WHERE webhook_id = ? AND state = 'pending' ORDER BY seq LIMIT 1`,
+    head: `SELECT seq, id, next_attempt_at, lease_until FROM ${open} WHERE webhook_id = ? AND state = 'pending' ORDER BY seq LIMIT 1`,
     /** (webhookId, now, now, limit) */
-    ready: `SELECT seq, id, next_attempt_at, lease_until FROM ${t.deliveries}
+    ready: `SELECT seq, id, next_attempt_at, lease_until FROM ${ready}
       WHERE webhook_id = ? AND state = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
       ORDER BY next_attempt_at, seq LIMIT ?`,
     /** (webhookId, now): the earliest future due time and its delivery */
-    nextDue: `SELECT next_attempt_at, seq FROM ${t.deliveries} WHERE webhook_id = ? AND state = 'pending' AND next_attempt_at > ?
+    nextDue: `SELECT next_attempt_at, seq FROM ${ready} WHERE webhook_id = ? AND state = 'pending' AND next_attempt_at > ?
       ORDER BY next_attempt_at, seq LIMIT 1`,
     /** (token, leaseUntil, seq, now): takes a delivery only if it is still free */
     lease: `UPDATE ${t.deliveries} SET lease_token = ?, lease_until = ?
@@ -255,7 +259,6 @@ export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
       const { now, limit, owner } = options
       if (limit <= 0) return []
       const token = `${owner}:${crypto.randomUUID()}`
-      const rows = await x.all<QueueRow>(q.candidates, [now, limit + CANDIDATE_SLACK])
       type Take = Awaited<ReturnType<typeof takeFrom>>
       const entries = new Map<string, { state: QueueState; takes: Take[]; looked: boolean }>()
       let count = 0

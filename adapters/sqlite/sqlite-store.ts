@@ -11,6 +11,7 @@ import type {
   Settlement,
   StoredWebhook,
 } from 'cotwebhook'
+import { batcher } from '../sql/batcher.js'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
 import { countBy, sqliteQueues, type SqlExecutor } from '../sql/sqlite-queues.js'
 import { sqliteSql } from '../sql/sqlite-sql.js'
@@ -49,6 +50,10 @@ export interface SqliteStoreOptions {
    * It waits asynchronously, so the process goes on meanwhile. Default 5 000 ms.
    */
   busyTimeoutMs?: number
+  /** Most emits written in one transaction (the emits of one turn of the event loop share a commit). Default 256. */
+  maxEnqueueBatch?: number
+  /** Most settles written in one transaction. Default 256. */
+  maxSettleBatch?: number
 }
 
 /** The SQLite store: the storage contract plus `migrate()` and `close()` (which closes a connection it opened from a path). */
@@ -162,6 +167,94 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
       }
     })
 
+  // Concurrent settles share one transaction (one commit, one write of the pages they touch), each in
+  // a savepoint of its own: an item that fails (a lost lease) is undone alone and answered its error.
+  // The settles of one turn of the event loop go together; those asking for any due delivery
+  // (unordered) are answered by one claim for all of them at the end.
+  const settleMany = batcher<{ lease: Lease; settlement: Settlement }, SettleResult>(
+    (items) =>
+      transact(async (queues) => {
+        const db = await ready()
+        const results: Array<SettleResult | Error> = []
+        const wanting: SettleResult[] = []
+        let want: NonNullable<Settlement['next']> | undefined
+        let now = 0
+        for (const { lease, settlement } of items) {
+          const { next, ...rest } = settlement
+          const grouped = next && !next.ordered && !(settlement.state === 'pending' && settlement.holdUntil !== undefined)
+          db.exec('SAVEPOINT cotwebhook_settle')
+          try {
+            const result = await queues.settle(lease, grouped ? rest : settlement)
+            db.exec('RELEASE cotwebhook_settle')
+            results.push(result)
+            if (grouped) {
+              wanting.push(result)
+              want = next
+              now = Math.max(now, settlement.now)
+            }
+          } catch (error) {
+            db.exec('ROLLBACK TO cotwebhook_settle')
+            db.exec('RELEASE cotwebhook_settle')
+            results.push(error instanceof Error ? error : new Error(String(error)))
+          }
+        }
+        if (want && wanting.length) {
+          const claimed = await queues.claim({ now, limit: wanting.length, leaseMs: want.leaseMs, owner: want.owner, ordered: false })
+          claimed.forEach((c, i) => (wanting[i]!.next = c))
+        }
+        return results
+      }),
+    { maxBatch: options.maxSettleBatch ?? 256, defer: setImmediate },
+  )
+
+  // Concurrent emits (outside a host transaction) share one transaction the same way.
+  const enqueueMany = batcher<EnqueueInput, EnqueueResult>(
+    async (inputs) => {
+      const own = await ready()
+      return exclusive(() =>
+        write((db) => {
+          db.exec('BEGIN IMMEDIATE')
+          try {
+            const results = inputs.map((input) => {
+              try {
+                return atomic(db, () => enqueueOne(db, own, input))
+              } catch (error) {
+                return error instanceof Error ? error : new Error(String(error))
+              }
+            })
+            db.exec('COMMIT')
+            return results
+          } catch (error) {
+            if (db.inTransaction) db.exec('ROLLBACK')
+            throw error
+          }
+        }),
+      )
+    },
+    { maxBatch: options.maxEnqueueBatch ?? 256, defer: setImmediate },
+  )
+
+  const enqueueOne = (db: SqliteDatabase, own: SqliteDatabase, input: EnqueueInput): EnqueueResult => {
+    const company = input.event.company
+    if (input.idempotencyKey !== undefined) {
+      const seen = prepared(db, q.readIdempotency).get(company, input.idempotencyKey) as { result: string } | null | undefined
+      if (seen) return { ...(JSON.parse(seen.result) as EnqueueResult), duplicate: true }
+    }
+    if (input.deliveries.length) {
+      prepared(db, q.insertEvent).run(input.eventId, company, JSON.stringify(input.event), input.now)
+      const insert = prepared(db, q.insertDelivery)
+      for (const d of input.deliveries) insert.run(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now)
+      // Each webhook's queue learns of its new deliveries in the same transaction.
+      const arrive = queuesOf(own).arrive
+      for (const [webhookId, n] of countBy(input.deliveries)) prepared(db, arrive).run(webhookId, company, n, input.now, input.eventId, webhookId)
+    }
+    const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
+    if (input.idempotencyKey !== undefined) {
+      prepared(db, q.insertIdempotency).run(company, input.idempotencyKey, JSON.stringify(result), input.eventId, input.now)
+    }
+    return result
+  }
+
   return {
     async migrate() {
       const db = await opening
@@ -227,29 +320,12 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
           "sqliteStore: emit(…, { tx }) got the store's own connection; open your transaction on another connection to the same file (give the store a path)",
         )
       }
-      const company = input.event.company
-      // Inside the host's transaction the lock is the host's: no waiting. Otherwise wait it out asynchronously.
-      const run = <T>(work: (db: SqliteDatabase) => T) =>
-        input.tx === undefined ? exclusive(() => write(work)) : Promise.resolve(work(asConnection(input.tx)))
-      const arrive = queuesOf(own).arrive
-      return run((db) => atomic(db, () => {
-        if (input.idempotencyKey !== undefined) {
-          const seen = prepared(db, q.readIdempotency).get(company, input.idempotencyKey) as { result: string } | null | undefined
-          if (seen) return { ...(JSON.parse(seen.result) as EnqueueResult), duplicate: true }
-        }
-        if (input.deliveries.length) {
-          prepared(db, q.insertEvent).run(input.eventId, company, JSON.stringify(input.event), input.now)
-          const insert = prepared(db, q.insertDelivery)
-          for (const d of input.deliveries) insert.run(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now)
-          // Each webhook's queue learns of its new deliveries in the same transaction.
-          for (const [webhookId, n] of countBy(input.deliveries)) prepared(db, arrive).run(webhookId, company, n, input.now, input.eventId, webhookId)
-        }
-        const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
-        if (input.idempotencyKey !== undefined) {
-          prepared(db, q.insertIdempotency).run(company, input.idempotencyKey, JSON.stringify(result), input.eventId, input.now)
-        }
-        return result
-      }))
+      // Inside the host's transaction the lock is the host's: no waiting, no batching.
+      if (input.tx !== undefined) {
+        const db = asConnection(input.tx)
+        return atomic(db, () => enqueueOne(db, own, input))
+      }
+      return enqueueMany(input)
     },
 
     async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
@@ -264,8 +340,8 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
       return transact((queues) => queues.claim(options), { fallback: [] })
     },
 
-    async settle(lease: Lease, s: Settlement): Promise<SettleResult> {
-      return transact((queues) => queues.settle(lease, s))
+    settle(lease: Lease, settlement: Settlement): Promise<SettleResult> {
+      return settleMany({ lease, settlement })
     },
 
     async release(lease: Lease, now: number) {

@@ -93,6 +93,7 @@ if (pool) {
   if (!process.env.KEEP_SCHEMA) await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
   await pool.end()
 }
-if (dir) rmSync(dir, { recursive: true, force: true })
+if (dir && !process.env.KEEP_SCHEMA) rmSync(dir, { recursive: true, force: true })
+if (dir && process.env.KEEP_SCHEMA) console.error(dir)
 if (process.env.TALLY) console.error(Object.fromEntries(tally))
 process.stdout.write(`${JSON.stringify({ system: `cotwebhook-${kind}`, ordered, deliveries: total, elapsedMs, emittedMs, statements: kind === 'postgres' ? used : undefined })}\n`)
