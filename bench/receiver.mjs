@@ -1,4 +1,5 @@
-// A webhook receiver in its own process for the benchmarks: answers 204 at once, counts requests and,
+// A webhook receiver in its own process for the benchmarks: answers 204 at once (503 under /fail, a
+// dead endpoint), counts requests and,
 // when asked, records when each request (by webhook-id or x-seq) arrived, on a clock comparable
 // across processes (performance.timeOrigin + performance.now()).
 import { createServer } from 'node:http'
@@ -27,7 +28,7 @@ const server = createServer((req, res) => {
   req.on('end', () => {
     count++
     if (record) arrivals[req.headers['x-seq'] ?? req.headers['webhook-id']] = at
-    res.writeHead(204)
+    res.writeHead(req.url?.startsWith('/fail') ? 503 : 204)
     res.end()
   })
 })

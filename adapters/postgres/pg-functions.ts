@@ -577,6 +577,9 @@ export function functionStatements(t: Tables, channel: string): string[] {
           IF q.hint IS NULL OR avail < q.hint THEN q.hint := avail; END IF;
           notify_others := true;
         END IF;
+        -- The probe's claim pushed the hint past its lease; the queue's other deliveries may be due as
+        -- soon as the gate lets them (a failed probe retries on its own schedule).
+        IF is_probe AND NOT q.ordered THEN q.hint := LEAST(COALESCE(q.hint, now), GREATEST(now, COALESCE(g, now))); END IF;
         IF q.hint IS NOT NULL AND opened THEN q.hint := GREATEST(q.hint, q.open_until); END IF;
         IF q.hint IS NOT NULL AND closed THEN q.hint := LEAST(q.hint, now); END IF;
         RETURN QUERY SELECT r.i, true, CASE WHEN r.outcome IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(

@@ -154,6 +154,9 @@ export function applyQueueSettle(state: QueueState, token: string, s: Settlement
   } else if (!final) {
     earlier(Math.max(due, gateOf(state)))
   }
+  // The probe's claim pushed the hint past its lease; its other deliveries may be due as soon as the
+  // gate lets them (a failed probe retries on its own schedule, not the next cool-down's probe).
+  if (probe && !state.ordered && state.open > 0) earlier(Math.max(now, gateOf(state)))
   const circuit = result.endpoint?.circuit
   if (state.hint !== null && circuit?.state === 'open') state.hint = Math.max(state.hint, circuit.until)
   if (state.hint !== null && circuit?.state === 'closed') earlier(now)

@@ -28,6 +28,7 @@ export const CONFORMANCE_CASES = [
   'holds back an older delivery while a younger one of its webhook is out',
   'skips a webhook whose circuit is open and lets one probe through when its cool-down ends',
   'lets the next probe through when one ends without an attempt',
+  'takes the next probe from the other due deliveries when a failed probe retries much later',
   'counts deliveries exhausted in a row and says when the rule turns the webhook off',
   'hands out no more of a webhook than its stored rate allows, and none while its bucket is empty',
   'passes an ordered webhook’s queue to its next delivery in the settle that ends the head',

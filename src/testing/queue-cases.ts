@@ -71,6 +71,25 @@ export function queueCases({ test, claim, enqueue, hook, store, reopen }: SuiteT
     expect((await claim(1_006, { ordered: false })).map((c) => c.probe)).toEqual([true])
   })
 
+  test('takes the next probe from the other due deliveries when a failed probe retries much later', async () => {
+    const w = await hook()
+    for (let i = 0; i < 4; i++) await enqueue([w], 0)
+    // Two failures open the circuit; their deliveries retry only in an hour.
+    const later = (now: number) => failure(now, { nextAttemptAt: 3_600_000 })
+    const two = await claim(1, { ordered: false, limit: 2 })
+    for (const c of two) await store().settle(c.lease, later(2))
+    // A probe's lease longer than its cool-down, as an engine's is (60 s against 10 s).
+    const [probe] = await claim(1_002, { ordered: false, leaseMs: 60_000 })
+    expect(probe?.probe).toBe(true)
+    // The probe fails too and retries in an hour: the next cool-down still gets a probe, from the others.
+    expect(await store().settle(probe!.lease, later(1_010))).toMatchObject({ endpoint: { circuit: { state: 'open', until: 3_010 } } })
+    expect(await claim(3_000, { ordered: false })).toEqual([])
+    const [next] = await claim(3_010, { ordered: false })
+    expect(next?.probe).toBe(true)
+    expect(ids(two)).not.toContain(next!.delivery.id)
+    expect(next!.delivery.id).not.toBe(probe!.delivery.id)
+  })
+
   test('counts deliveries exhausted in a row and says when the rule turns the webhook off', async () => {
     const w = await hook()
     for (let i = 0; i < 4; i++) await enqueue([w], i)
