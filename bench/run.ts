@@ -1,17 +1,21 @@
 /**
  * `npm run bench`: every benchmark, each a ratio against a baseline measured in the same run, printed
  * as a table and written to bench/results.json (`--out <file>` to write elsewhere, `--quick` for a
- * small smoke run). These are not tests: nothing here passes or fails on a number.
+ * small smoke run). `npm run bench -- peers backlog` runs the named steps only and replaces their
+ * results in the file, keeping the others. These are not tests: nothing here passes or fails on a number.
  */
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { backlogClaimBench, backlogDrainBench } from './backlog.js'
+import { deadEndpointInstancesBench, deadEndpointWritesBench } from './dead-endpoint.js'
 import { dispatchBench } from './dispatch.js'
 import { durableBench } from './durable.js'
 import { emitOverheadBench } from './emit-overhead.js'
 import { latencyBench } from './latency.js'
 import { machine, quick, type Result } from './lib.js'
 import { matcherBench } from './matcher.js'
+import { peersBench, peersLatencyBench } from './peers.js'
 
 const outIndex = process.argv.indexOf('--out')
 const out = outIndex > 0 ? process.argv[outIndex + 1]! : fileURLToPath(new URL('./results.json', import.meta.url))
@@ -26,6 +30,36 @@ const TARGETS: Record<string, { text: string; met: (r: Result) => boolean }> = {
   memory: { text: '≤ 1,024 B', met: (r) => r.value <= 1_024 },
   'durable-sqlite': { text: '≥ 0.5', met: (r) => r.ratio >= 0.5 },
   'durable-postgres': { text: '≥ 0.5', met: (r) => r.ratio >= 0.5 },
+  // The fleet issue: the durable path against the job queues a user would pick instead.
+  'peers-postgres-vs-graphile-worker': { text: '≥ 1.0', met: (r) => r.ratio >= 1 },
+  'peers-postgres-vs-pg-boss': { text: '≥ 1.5', met: (r) => r.ratio >= 1.5 },
+  'peers-postgres-ordered-vs-unordered': { text: '≥ 0.8', met: (r) => r.ratio >= 0.8 },
+  'peers-sqlite-ordered-vs-unordered': { text: '≥ 0.8', met: (r) => r.ratio >= 0.8 },
+  'peers-postgres-statements-vs-graphile-worker': { text: '≤ 0.3 per delivery', met: (r) => r.value <= 0.3 },
+  'backlog-drain': { text: '≥ 0.8', met: (r) => r.ratio >= 0.8 },
+  'backlog-claim': { text: '< 5 ms', met: (r) => r.value < 5 },
+  'dead-endpoint-writes': { text: '< 10/min', met: (r) => r.value < 10 },
+  'dead-endpoint-instances': { text: '≤ 1.2×', met: (r) => r.ratio <= 1.2 },
+}
+
+/** Every step, by the name that selects it on the command line, in the order they run. */
+const STEPS: Record<string, () => Promise<Result | Result[]>> = {
+  matcher: matcherBench,
+  memory: memoryInChild,
+  dispatch: dispatchBench,
+  latency: latencyBench,
+  'emit-overhead': emitOverheadBench,
+  durable: durableBench,
+  backlog: async () => [await backlogDrainBench(), await backlogClaimBench()],
+  'dead-endpoint': async () => [await deadEndpointWritesBench(), await deadEndpointInstancesBench()],
+  peers: () => peersBench({ quick, runs: quick ? 1 : 3 }),
+  'peers-latency': () => peersLatencyBench({ quick, runs: quick ? 1 : 3 }),
+}
+const chosen = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--out')
+const unknown = chosen.filter((name) => !(name in STEPS))
+if (unknown.length) {
+  console.error(`bench: no step named ${unknown.join(', ')}; the steps are ${Object.keys(STEPS).join(', ')}`)
+  process.exit(2)
 }
 
 const results: Result[] = []
@@ -37,12 +71,7 @@ const step = async (label: string, run: () => Promise<Result | Result[]>) => {
   console.log(`${((performance.now() - t) / 1000).toFixed(1)} s`)
 }
 
-await step('matcher', matcherBench)
-await step('memory', memoryInChild)
-await step('dispatch', dispatchBench)
-await step('latency', latencyBench)
-await step('emit overhead', emitOverheadBench)
-await step('durable', durableBench)
+for (const [name, run] of Object.entries(STEPS)) if (!chosen.length || chosen.includes(name)) await step(name, run)
 
 const rows = [['name', 'value', 'baseline', 'ratio', 'target', '']]
 for (const r of results) {
@@ -56,7 +85,10 @@ for (const [i, row] of rows.entries()) {
   if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '))
 }
 for (const r of results) console.log(`- ${r.name}: ${r.detail}`)
-const report = { machine: machine(), date: new Date().toISOString(), quick, results }
+// A partial run replaces its own results and keeps the rest of the file's.
+const kept = chosen.length && existsSync(out) ? ((JSON.parse(readFileSync(out, 'utf8')) as { results: Result[] }).results ?? []) : []
+const fresh = new Set(results.map((r) => r.name))
+const report = { machine: machine(), date: new Date().toISOString(), quick, results: [...kept.filter((r) => !fresh.has(r.name)), ...results] }
 writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`)
 console.log(`\n${machine()}; ${((performance.now() - started) / 1000).toFixed(0)} s; written to ${out}`)
 

@@ -4,7 +4,8 @@
  * until the receiver has every delivery. Prints one JSON line: the time from the first emit to the
  * last arrival, and the SQL statements run (PostgreSQL).
  *
- * Environment: STORE=postgres|sqlite|memory, ORDERED=1|0, and the job's settings (job.ts).
+ * Environment: STORE=postgres|sqlite|memory, ORDERED=1|0, and the job's settings (job.ts; RATE runs
+ * the latency variant, bench/fleet/paced.ts).
  */
 import Database from 'better-sqlite3'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -16,6 +17,7 @@ import { createNodeWebhooks } from 'cotwebhook/node'
 import { postgresStore } from 'cotwebhook/postgres'
 import { sqliteStore } from 'cotwebhook/sqlite'
 import { COMPANY, jobSettings, taskEvent, waitForArrivals } from './job.js'
+import { emitPaced, latencyOf } from './paced.js'
 
 const job = jobSettings()
 const kind = process.env.STORE ?? 'postgres'
@@ -71,21 +73,21 @@ for (let i = 0; i < job.webhooks; i++) {
   await hooks.registry.create(COMPANY, { name: `w${i}`, code: `w${i}`, trigger: 'create-edit-delete-task', url: `${job.receiver}/w${i}`, context: { taskGroup } })
 }
 
-const total = job.webhooks * job.events
+const total = job.total
+// Resolves to the delivery's webhook-id (each event matches one webhook), for the latency variant.
+const emit = async (n: number) => (await hooks.emit(taskEvent(n, groups[n % job.webhooks]!))).deliveries[0]!.id
 const before = statements
 const started = performance.now()
 let next = 0
 const emitter = async () => {
-  while (next < total) {
-    const n = next++
-    await hooks.emit(taskEvent(n, groups[n % job.webhooks]!))
-  }
+  while (next < total) await emit(next++)
 }
-await Promise.all(Array.from({ length: job.emitters }, emitter))
+const stamps = job.rate ? await emitPaced(job, emit) : void (await Promise.all(Array.from({ length: job.emitters }, emitter)))
 const emittedMs = performance.now() - started
 if (process.env.DISPATCH !== '0') await waitForArrivals(job.receiver, total)
 const elapsedMs = performance.now() - started
 const used = statements - before
+const latency = stamps && (await latencyOf(job.receiver, stamps))
 
 await hooks.close()
 await store.close?.()
@@ -96,4 +98,4 @@ if (pool) {
 if (dir && !process.env.KEEP_SCHEMA) rmSync(dir, { recursive: true, force: true })
 if (dir && process.env.KEEP_SCHEMA) console.error(dir)
 if (process.env.TALLY) console.error(Object.fromEntries(tally))
-process.stdout.write(`${JSON.stringify({ system: `cotwebhook-${kind}`, ordered, deliveries: total, elapsedMs, emittedMs, statements: kind === 'postgres' ? used : undefined })}\n`)
+process.stdout.write(`${JSON.stringify({ system: `cotwebhook-${kind}`, ordered, deliveries: total, elapsedMs, emittedMs, statements: kind === 'postgres' ? used : undefined, latency })}\n`)

@@ -4,6 +4,10 @@
  * webhook, event n going to webhook n mod WEBHOOKS), emitted by EMITTERS concurrent emitters while
  * the system delivers with CONCURRENCY requests in flight, every request signed (Standard Webhooks,
  * node:crypto HMAC) and sent with undici. Timed from the first emit to the receiver counting the last.
+ *
+ * With RATE set, the latency variant instead (bench/fleet/paced.ts): TOTAL events (default
+ * WEBHOOKS × EVENTS) emitted on a schedule, RATE a second, each timed to its arrival, after WARMUP
+ * unmeasured ones (default: one second's worth).
  */
 
 export const COMPANY = '625be93a286ef83c1c0e845f'
@@ -13,10 +17,18 @@ export function jobSettings() {
   const number = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
   const receiver = process.env.RECEIVER
   if (!receiver) throw new Error('fleet job: RECEIVER is not set')
+  const webhooks = number('WEBHOOKS', 20)
+  const events = number('EVENTS', 1_000)
   return {
     receiver,
-    webhooks: number('WEBHOOKS', 20),
-    events: number('EVENTS', 1_000),
+    webhooks,
+    events,
+    /** Every event emitted, over all webhooks. */
+    total: number('TOTAL', webhooks * events),
+    /** Events a second in the latency variant; 0 (unset) runs the throughput job. */
+    rate: number('RATE', 0),
+    /** Unmeasured events emitted first in the latency variant: one second's worth unless WARMUP says. */
+    warmup: number('WARMUP', number('RATE', 0)),
     emitters: number('EMITTERS', 8),
     concurrency: number('CONCURRENCY', 64),
     pgUrl: process.env.COTWEBHOOK_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test',

@@ -11,8 +11,10 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { Agent, request } from 'undici'
 import { taskEvent } from '../fleet/job.js'
+import type { Latency } from '../fleet/paced.js'
 
 export { jobSettings, waitForArrivals } from '../fleet/job.js'
+export { emitPaced, latencyOf } from '../fleet/paced.js'
 
 /** What the app puts in one job: everything the worker needs to send one delivery. */
 export interface DeliveryJob {
@@ -108,12 +110,13 @@ export function countStatements() {
  * The emit loop of bench/fleet/cotwebhook.ts: `emitters` concurrent callers each taking the next
  * event number and awaiting one emit (one job added) before taking another.
  */
-export async function emitAll(total: number, emitters: number, emit: (n: number) => Promise<unknown>): Promise<void> {
+export async function emitAll(total: number, emitters: number, emit: (n: number) => Promise<unknown>): Promise<undefined> {
   let next = 0
   const emitter = async () => {
     while (next < total) await emit(next++)
   }
   await Promise.all(Array.from({ length: emitters }, emitter))
+  return undefined
 }
 
 /**
@@ -148,8 +151,8 @@ export async function reportOrder(receiver: string, webhooks: number): Promise<v
   process.stderr.write(`order check: ${inversions} deliveries arrived before an earlier event of their webhook\n`)
 }
 
-/** The fleet job's result line (the same shape bench/fleet/cotwebhook.ts prints). */
-export function printResult(result: { system: string; ordered: boolean; deliveries: number; elapsedMs: number; emittedMs: number; statements: number | undefined }): void {
+/** The fleet job's result line (the same shape bench/fleet/cotwebhook.ts prints); `latency` with RATE set. */
+export function printResult(result: { system: string; ordered: boolean; deliveries: number; elapsedMs: number; emittedMs: number; statements: number | undefined; latency?: Latency | undefined }): void {
   process.stdout.write(`${JSON.stringify(result)}\n`)
 }
 

