@@ -49,8 +49,8 @@ export interface DeliverContext {
   now: () => number
   /** Aborted by `close()`: waits end and leases are given back. */
   signal: AbortSignal
-  /** The global limit on requests in flight: every send goes through it, waits do not. */
-  sends: <T>(send: () => Promise<T>) => Promise<T>
+  /** The global limit on requests in flight (to `url`): every send goes through it, waits do not. */
+  sends: <T>(url: string, send: () => Promise<T>) => Promise<T>
   /**
    * Whether due work was left in the store for want of room here: only then does an ending unordered
    * settle ask for another delivery (otherwise the ask costs the store a claim that finds nothing).
@@ -71,6 +71,8 @@ export interface DeliverContext {
   /** The operator hooks, made safe to call. */
   hook: HookCaller
 }
+
+const NO_SHARE = () => {}
 
 /** Where a delivery's run ended: the webhook's next delivery to run (ordered), leased at `at`. */
 export interface DeliverResult {
@@ -178,20 +180,35 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
       claimed.rate = undefined
     }
     paced = ctx.limiter.rateOf(target.webhook) !== null
-    let release = ctx.limiter.trySlot(target.webhook.url)
-    if (!release) {
-      // The host is full: wait in line without a send slot, as long as the lease leaves time to send.
+    // The webhook's share of the send slots, then its host's: each waited for in line without a send
+    // slot, as long as the lease leaves time to send.
+    const waitFor = async (take: (maxWaitMs: number) => Promise<(() => void) | undefined>) => {
       ctx.waiting(1)
       try {
-        release = await ctx.limiter.waitSlot(target.webhook.url, leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS, ctx.signal)
+        return await take(leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS)
       } finally {
         ctx.waiting(-1)
       }
-      if (!release) return defer(ctx.now() + HOST_RETRY_MS)
+    }
+    const webhooks = ctx.limiter.webhooks
+    // Ordered, a webhook has one delivery out at a time: its share cannot be exceeded.
+    const releaseShare = ctx.ordered
+      ? NO_SHARE
+      : (webhooks.trySlot(delivery.webhookId) ?? (await waitFor((ms) => webhooks.waitSlot(delivery.webhookId, ms, ctx.signal))))
+    if (!releaseShare) return defer(ctx.now() + HOST_RETRY_MS)
+    const url = target.webhook.url
+    const releaseHost = ctx.limiter.trySlot(url) ?? (await waitFor((ms) => ctx.limiter.waitSlot(url, ms, ctx.signal)))
+    if (!releaseHost) {
+      releaseShare()
+      return defer(ctx.now() + HOST_RETRY_MS)
+    }
+    const release = () => {
+      releaseHost()
+      releaseShare()
     }
     let result: AttemptResult
     try {
-      result = await ctx.sends(async () => {
+      result = await ctx.sends(url, async () => {
         // Claimed (or waiting for a retry, a host or a slot) before the circuit opened: held back like
         // the rest, right before it would go; a probe goes.
         const heldUntil = claimed.probe ? 0 : ctx.guard.heldUntil(delivery.webhookId, ctx.now())

@@ -1,5 +1,4 @@
 import { LRUCache } from 'lru-cache'
-import pLimit from 'p-limit'
 import * as v from 'valibot'
 import type { CircuitBreakerOptions } from './circuit-breaker.js'
 import { deliver } from './deliver.js'
@@ -17,6 +16,7 @@ import { createRateLimiter, type RateLimitOptions } from './rate-limit.js'
 import { createRegistry, type Registry } from './registry.js'
 import { recover, resend, sendTest, type RecoverOptions, type RecoverResult, type ReplayResult, type TestEventOptions } from './replay.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
+import { sendLanes } from './send-lanes.js'
 import { webCryptoSigner, type Signer } from './signer.js'
 import { fetchTransport, type FetchLike, type Transport } from './transport.js'
 import type { NewDelivery, PruneResult, Store } from './store.js'
@@ -64,8 +64,14 @@ export interface WebhooksOptions extends UrlPolicy {
   maxEventBytes?: number
   /** Holds attempts back from an endpoint after failures in a row (half-open probes to recover); `false` turns it off. Default: 5 failures, 10 s cool-down doubling to 5 min. */
   circuitBreaker?: CircuitBreakerOptions | false
-  /** Per-webhook attempts per second and per-host requests in flight. Default: no limits. */
+  /** Per-webhook attempts per second and requests in flight, per-host requests in flight. Default: no per-second or per-host limit; a webhook holds at most a quarter of `concurrency`. */
   rateLimit?: RateLimitOptions
+  /**
+   * An attempt still waiting for its answer after `afterMs` (1 000) gives its send slot back and waits
+   * in a lane of `slots` (`concurrency`) of its own, where one host may hold half: endpoints that hang
+   * do not hold the slots healthy ones are answered in. `false`: every attempt keeps its slot.
+   */
+  slowLane?: { afterMs?: number; slots?: number } | false
   /** When a failing webhook is turned off. Default: after 50 deliveries exhausted in a row, or 5 days failing. */
   health?: HealthOptions
   /** How long an old secret stays valid after `rotateSecret`. Default 86 400 000 (24 h). */
@@ -194,7 +200,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   }
   checkUrlPolicy(urlPolicy)
   const maxEventBytes = positiveInteger('maxEventBytes', options.maxEventBytes ?? 262_144)
-  const limiter = createRateLimiter(options.rateLimit)
+  const limiter = createRateLimiter(options.rateLimit, concurrency)
   const hook = hookCaller(options.on ?? {}, onError)
   const guard = createEndpointGuard({
     store,
@@ -227,8 +233,15 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const shutdown = new AbortController()
   const owner = objectId()
   const ordered = ordering === 'webhook'
-  const sends = pLimit(concurrency)
   let waiting = 0
+  const slowLane = options.slowLane === false ? undefined : options.slowLane ?? {}
+  const lanes = sendLanes({
+    concurrency,
+    slowAfterMs: slowLane ? positiveInteger('slowLane.afterMs', slowLane.afterMs ?? 1_000) : Number.POSITIVE_INFINITY,
+    slowSlots: slowLane ? positiveInteger('slowLane.slots', slowLane.slots ?? concurrency) : 0,
+    // An attempt in the slow lane holds no send slot: like a run waiting between attempts.
+    moved: (delta) => context.waiting(delta),
+  })
   // An event goes to many webhooks at once: keep its JSON for the deliveries that follow.
   const bodies = new LRUCache<string, string>({ max: 1_024 })
   const context = {
@@ -248,7 +261,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     signal: shutdown.signal,
-    sends: <T>(send: () => Promise<T>) => sends(send),
+    sends: <T>(url: string, send: () => Promise<T>) => lanes.run(url, send),
     onError,
     limiter,
     guard,
@@ -259,7 +272,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       return body
     },
     backlogged: () => dispatcher.backlogged(),
-    saturated: () => sends.activeCount + sends.pendingCount >= concurrency,
+    saturated: () => lanes.saturated(),
     waiting: (delta: 1 | -1) => {
       waiting += delta
       // A run that starts waiting frees its send slot for other webhooks' deliveries.

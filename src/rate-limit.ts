@@ -1,4 +1,5 @@
-import { whenAborted } from './abort-hub.js'
+import { hostOf } from './host-of.js'
+import { keyedSlots, type KeyedSlots } from './keyed-slots.js'
 import type { COTWebhook } from './model.js'
 import type { RateLimit } from './store.js'
 
@@ -23,6 +24,12 @@ export interface RateLimitOptions {
   burst?: number
   /** Requests in flight at once to one host (`host:port` of the URL). Default: no limit. */
   hostConcurrency?: number
+  /**
+   * Requests in flight at once for one webhook (with `ordering: 'none'`; ordered webhooks have one).
+   * Default: a quarter of the engine's `concurrency`, at least 1, so one webhook whose endpoint hangs
+   * cannot take every send slot.
+   */
+  webhookConcurrency?: number
 }
 
 /** The limiter's handle. */
@@ -33,15 +40,12 @@ export interface RateLimiter {
   trySlot(url: string): (() => void) | undefined
   /** Waits in line for a slot of the URL's host; `undefined` after `maxWaitMs` or on abort. */
   waitSlot(url: string, maxWaitMs: number, signal: AbortSignal): Promise<(() => void) | undefined>
+  /** The webhook's share of the send slots: held and waited for like a host's. */
+  webhooks: KeyedSlots
 }
 
 // Without a host limit every attempt gets this (nothing to allocate on the hot path).
 const NO_SLOT = () => {}
-
-interface Host {
-  active: number
-  waiters: Array<(release: (() => void) | undefined) => void>
-}
 
 /**
  * Creates the limiter.
@@ -52,14 +56,17 @@ interface Host {
  * const release = limiter.trySlot(webhook.url) // a slot, or undefined when the host is full
  * ```
  */
-export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
-  const { perSecond, burst, hostConcurrency } = options
+export function createRateLimiter(options: RateLimitOptions = {}, concurrency = 32): RateLimiter {
+  const { perSecond, burst, hostConcurrency, webhookConcurrency = Math.max(1, Math.ceil(concurrency / 4)) } = options
   if (typeof perSecond === 'number' && !(perSecond > 0)) throw new RangeError(`rateLimit.perSecond must be a positive number, not ${perSecond}`)
   if (burst !== undefined && !(Number.isInteger(burst) && burst >= 1)) throw new RangeError(`rateLimit.burst must be a positive integer, not ${burst}`)
   if (hostConcurrency !== undefined && !(Number.isInteger(hostConcurrency) && hostConcurrency >= 1)) {
     throw new RangeError(`rateLimit.hostConcurrency must be a positive integer, not ${hostConcurrency}`)
   }
-  const hosts = new Map<string, Host>()
+  if (!(Number.isInteger(webhookConcurrency) && webhookConcurrency >= 1)) {
+    throw new RangeError(`rateLimit.webhookConcurrency must be a positive integer, not ${webhookConcurrency}`)
+  }
+  const hosts = keyedSlots(hostConcurrency ?? Number.POSITIVE_INFINITY)
 
   const rateOf = (webhook: COTWebhook): RateLimit | null => {
     const rate = typeof perSecond === 'function' ? perSecond(webhook) : perSecond
@@ -67,70 +74,11 @@ export function createRateLimiter(options: RateLimitOptions = {}): RateLimiter {
     return { perSecond: rate, burst: burst ?? Math.max(1, Math.floor(rate)) }
   }
 
-  // A slot's release hands it straight to the next in line, or frees it.
-  const releaser = (key: string, host: Host) => {
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      const next = host.waiters.shift()
-      if (next) return next(releaser(key, host))
-      host.active--
-      if (host.active === 0 && host.waiters.length === 0) hosts.delete(key)
-    }
-  }
-
-  const hostEntry = (url: string): [string, Host] => {
-    const key = hostOf(url)
-    let host = hosts.get(key)
-    if (!host) hosts.set(key, (host = { active: 0, waiters: [] }))
-    return [key, host]
-  }
-
   return {
     rateOf,
-
-    trySlot(url) {
-      if (hostConcurrency === undefined) return NO_SLOT
-      const [key, host] = hostEntry(url)
-      if (host.active >= hostConcurrency || host.waiters.length) return undefined
-      host.active++
-      return releaser(key, host)
-    },
-
-    waitSlot(url, maxWaitMs, signal) {
-      const [key, host] = hostEntry(url)
-      return new Promise((resolve) => {
-        if (maxWaitMs <= 0 || signal.aborted) return resolve(undefined)
-        const leave = () => {
-          const at = host.waiters.indexOf(take)
-          if (at >= 0) host.waiters.splice(at, 1)
-          if (host.active === 0 && host.waiters.length === 0) hosts.delete(key)
-          resolve(undefined)
-        }
-        const timer = setTimeout(() => {
-          off()
-          leave()
-        }, maxWaitMs)
-        const off = whenAborted(signal, () => {
-          clearTimeout(timer)
-          leave()
-        })
-        const take = (release: (() => void) | undefined) => {
-          clearTimeout(timer)
-          off()
-          resolve(release)
-        }
-        host.waiters.push(take)
-      })
-    },
+    trySlot: (url) => (hostConcurrency === undefined ? NO_SLOT : hosts.trySlot(hostOf(url))),
+    waitSlot: (url, maxWaitMs, signal) => hosts.waitSlot(hostOf(url), maxWaitMs, signal),
+    webhooks: keyedSlots(webhookConcurrency),
   }
 }
 
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host
-  } catch {
-    return url
-  }
-}

@@ -1,3 +1,5 @@
+import { hostOf } from './host-of.js'
+import { clipText } from './clip-text.js'
 import type { Attempt } from './model.js'
 import { parseRetryAfter } from './retry-policy.js'
 import type { Signer } from './signer.js'
@@ -105,7 +107,8 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
     }
     if (outcome === 'retry' && status >= 300 && status < 400) {
       // Redirects are never followed: a receiver that moved must be re-registered.
-      result.response = `redirect to ${response.header('location') ?? '(no location)'} not followed${text ? `: ${text}` : ''}`
+      // The note and the body together stay within the log's limit (a Location header may be 16 KB).
+      result.response = clipText(`redirect to ${response.header('location') ?? '(no location)'} not followed${text ? `: ${text}` : ''}`, request.maxResponseBytes)
     }
     return result
   } catch (cause) {
@@ -114,7 +117,7 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
     return {
       outcome: 'retry',
       attempt: { at: new Date(startedAt).toISOString(), status: NO_RESPONSE_STATUS, durationMs, error },
-      response: `POST ${hostOf(request.url)}: ${error} after ${durationMs} ms`,
+      response: clipText(`POST ${hostOf(request.url)}: ${error} after ${durationMs} ms`, request.maxResponseBytes),
     }
   } finally {
     clearTimeout(timer)
@@ -133,6 +136,9 @@ const NETWORK_CODES: Record<string, string> = {
   ENETUNREACH: 'unreachable: network unreachable',
   UND_ERR_HEADERS_TIMEOUT: 'timeout: no response headers in time',
   UND_ERR_BODY_TIMEOUT: 'timeout: response body stalled',
+  UND_ERR_HEADERS_OVERFLOW: 'protocol: response headers larger than the client accepts',
+  HPE_HEADER_OVERFLOW: 'protocol: response headers larger than the client accepts',
+  UND_ERR_RESPONSE_EXCEEDED_MAX_SIZE: 'protocol: response larger than the client accepts',
 }
 
 function describeNetworkError(error: unknown): string {
@@ -144,14 +150,15 @@ function describeNetworkError(error: unknown): string {
     if (typeof code === 'string' && NETWORK_CODES[code]) return `${NETWORK_CODES[code]} (${code})`
     current = (current as { cause?: unknown }).cause
   }
-  const message = error instanceof Error ? error.message : String(error)
-  return `network: ${message}`
+  // Unknown: every message down the cause chain ("fetch failed" alone says nothing).
+  const messages: string[] = []
+  current = error
+  for (let depth = 0; depth < 4 && current; depth++) {
+    const message = current instanceof Error ? current.message : String(current)
+    const code = (current as { code?: unknown }).code
+    if (message && !messages.includes(message)) messages.push(typeof code === 'string' ? `${message} (${code})` : message)
+    current = (current as { cause?: unknown }).cause
+  }
+  return `network: ${messages.join(': ') || 'unknown failure'}`
 }
 
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host
-  } catch {
-    return url
-  }
-}

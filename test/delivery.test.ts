@@ -107,6 +107,33 @@ describe(`a delivery (${transportName} transport)`, () => {
     expect(log!.response).toContain(`redirect to ${target.url}/elsewhere not followed`)
   })
 
+  it('keeps a redirect’s note within maxResponseBytes, a 15 KB Location and a full body included', async () => {
+    const location = `http://example.com/${'l'.repeat(15_000)}`
+    receiver = await startReceiver(() => ({ status: 302, headers: { location }, body: 'é'.repeat(15_000) }))
+    const hooks = engine({ retry: { schedule: [] } })
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    await hooks.emit(taskEvent())
+    await hooks.drain()
+    const [log] = await hooks.logs(COMPANY, webhook._id)
+    expect(log).toMatchObject({ state: 'failed', status: 302 })
+    expect(log!.response.startsWith(`redirect to ${location} not followed: éé`)).toBe(true)
+    // 20,480 bytes at most, cut between characters (é is two bytes).
+    expect(Buffer.byteLength(log!.response)).toBeLessThanOrEqual(20_480)
+    expect(Buffer.byteLength(log!.response)).toBeGreaterThan(20_470)
+    expect(log!.response.endsWith('é')).toBe(true)
+  })
+
+  it('names a response whose headers overflow the client’s limit, not just “fetch failed”', async () => {
+    receiver = await startReceiver(() => ({ status: 200, headers: { 'x-big': 'h'.repeat(20_000) } }))
+    const hooks = engine({ retry: { schedule: [] } })
+    const { webhook } = await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+    await hooks.emit(taskEvent())
+    await hooks.drain()
+    const [log] = await hooks.logs(COMPANY, webhook._id)
+    expect(log).toMatchObject({ state: 'failed', status: 409 })
+    expect(log!.attempts[0]!.error).toMatch(/^protocol: response headers larger than the client accepts \((UND_ERR_HEADERS_OVERFLOW|HPE_HEADER_OVERFLOW)\)$/)
+  })
+
   it('logs a refused connection as status 409 with what happened', async () => {
     receiver = await startReceiver()
     await receiver.close() // nothing listens on its port now

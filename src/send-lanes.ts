@@ -1,0 +1,88 @@
+import pLimit from 'p-limit'
+import { hostOf } from './host-of.js'
+import { keyedSlots } from './keyed-slots.js'
+
+/**
+ * The send slots, in two lanes. Every attempt starts in the main lane (`concurrency` slots); one still
+ * waiting for its answer after `slowAfterMs` moves to the slow lane, if that has room, and gives its
+ * main slot to the next attempt. So endpoints that hang (until `timeoutMs`) hold the slow lane, not the
+ * slots healthy endpoints answer in a millisecond from. A host may hold at most half the slow lane, so
+ * one dead receiver cannot fill it either; an attempt that finds no room stays in its main slot.
+ */
+
+/** Options of {@link sendLanes}. */
+export interface SendLanesOptions {
+  /** Main-lane slots. */
+  concurrency: number
+  /** When an attempt counts as slow. `Infinity`: never (one lane). */
+  slowAfterMs: number
+  /** Slow-lane slots. */
+  slowSlots: number
+  /** Told when an attempt moves to the slow lane (+1) and when it ends there (-1): its main slot is free. */
+  moved: (delta: 1 | -1) => void
+}
+
+/** The lanes' handle. */
+export interface SendLanes {
+  /** Runs one attempt's request (to `url`) in a slot. */
+  run<T>(url: string, send: () => Promise<T>): Promise<T>
+  /** Whether every main-lane slot is taken or queued for. */
+  saturated(): boolean
+  /** Attempts in the slow lane now. */
+  slow(): number
+}
+
+const SLOW = Symbol('slow')
+
+/**
+ * Makes the lanes.
+ *
+ * @example
+ * ```ts
+ * const lanes = sendLanes({ concurrency: 32, slowAfterMs: 1_000, slowSlots: 32, moved: () => {} })
+ * const response = await lanes.run(url, () => fetch(url, init))
+ * ```
+ */
+export function sendLanes(options: SendLanesOptions): SendLanes {
+  const { concurrency, slowAfterMs, slowSlots, moved } = options
+  const main = pLimit(concurrency)
+  const slowHosts = keyedSlots(Math.max(1, Math.ceil(slowSlots / 2)))
+  let slow = 0
+
+  async function run<T>(url: string, send: () => Promise<T>): Promise<T> {
+    let sendingSlowly: Promise<T> | undefined
+    let releaseHost: (() => void) | undefined
+    const value = await main(async (): Promise<T | undefined> => {
+      const sending = send()
+      if (!Number.isFinite(slowAfterMs) || slowSlots < 1) return sending
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const late = new Promise<typeof SLOW>((resolve) => (timer = setTimeout(resolve, slowAfterMs, SLOW)))
+      try {
+        const first = await Promise.race([sending, late])
+        if (first !== SLOW) return first as T
+      } finally {
+        clearTimeout(timer)
+      }
+      // The host is parsed only here: most attempts never get slow.
+      if (slow >= slowSlots || !(releaseHost = slowHosts.trySlot(hostOf(url)))) return sending
+      slow++
+      sendingSlowly = sending
+      return undefined
+    })
+    if (!sendingSlowly) return value as T
+    moved(1)
+    try {
+      return await sendingSlowly
+    } finally {
+      slow--
+      releaseHost!()
+      moved(-1)
+    }
+  }
+
+  return {
+    run,
+    saturated: () => main.activeCount + main.pendingCount >= concurrency,
+    slow: () => slow,
+  }
+}

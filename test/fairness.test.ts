@@ -1,0 +1,116 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { COMPANY, OTHER_COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
+import { startReceiver, until, type Receiver } from './helpers/receiver.js'
+
+/**
+ * Noisy neighbours in the send slots: endpoints that never answer (receivers holding every answer
+ * until the test lets go) beside a healthy one. Counted in requests in flight and requests arrived,
+ * never in elapsed time.
+ */
+
+const receivers: Receiver[] = []
+const releases: Array<() => void> = []
+afterEach(async () => {
+  for (const release of releases.splice(0)) release()
+  await closeAll()
+  await Promise.all(receivers.splice(0).map((r) => r.close()))
+})
+
+/** A receiver that holds every answer until the test is over (or `release()` is called). */
+async function hanging() {
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => (release = resolve))
+  releases.push(release)
+  const receiver = await startReceiver(async () => {
+    await gate
+    return { status: 200 }
+  })
+  receivers.push(receiver)
+  return Object.assign(receiver, { release })
+}
+
+async function healthy() {
+  const receiver = await startReceiver()
+  receivers.push(receiver)
+  return receiver
+}
+
+describe('send slots shared with endpoints that hang', () => {
+  it('holds one unordered webhook to a quarter of the slots, so the others keep delivering', async () => {
+    const dead = await hanging()
+    const alive = await healthy()
+    const hooks = engine({ concurrency: 8, ordering: 'none', slowLane: false, timeoutMs: 60_000, leaseMs: 120_000 })
+    await hooks.registry.create(OTHER_COMPANY, taskWebhook(dead.url))
+    await hooks.registry.create(COMPANY, taskWebhook(alive.url))
+    for (let i = 0; i < 20; i++) await hooks.emit(taskEvent(i, OTHER_COMPANY))
+    await until(() => dead.inFlight === 2, 15_000, 'the dead webhook to take its share')
+    for (let i = 0; i < 10; i++) await hooks.emit(taskEvent(i))
+    await until(() => alive.requests.length === 10, 15_000, 'the healthy webhook’s deliveries')
+    // Two of eight slots (a quarter), however many of its deliveries are due.
+    expect(dead.maxInFlight).toBe(2)
+    dead.release()
+    await hooks.drain()
+    expect(dead.requests).toHaveLength(20)
+    expect(dead.maxInFlight).toBe(2)
+  })
+
+  it('takes an explicit share when given one', async () => {
+    const dead = await hanging()
+    const hooks = engine({ concurrency: 8, ordering: 'none', slowLane: false, rateLimit: { webhookConcurrency: 5 }, timeoutMs: 60_000, leaseMs: 120_000 })
+    await hooks.registry.create(COMPANY, taskWebhook(dead.url))
+    for (let i = 0; i < 12; i++) await hooks.emit(taskEvent(i))
+    await until(() => dead.inFlight === 5, 15_000, 'five requests in flight')
+    dead.release()
+    await hooks.drain()
+    expect(dead.maxInFlight).toBe(5)
+    expect(() => engine({ rateLimit: { webhookConcurrency: 0 } })).toThrow('rateLimit.webhookConcurrency must be a positive integer, not 0')
+  })
+
+  it('moves attempts that hang to the slow lane, freeing every send slot for the healthy webhook', async () => {
+    const dead = await Promise.all([hanging(), hanging(), hanging()])
+    const alive = await healthy()
+    const hooks = engine({ concurrency: 2, slowLane: { afterMs: 20, slots: 4 }, timeoutMs: 60_000, leaseMs: 120_000 })
+    for (const receiver of dead) await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(COMPANY, taskWebhook(alive.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    // Three hanging attempts (one per ordered webhook) on two send slots: the third gets a slot only
+    // once the first two have moved on to the slow lane.
+    await until(() => dead.every((r) => r.inFlight === 1), 15_000, 'an attempt at each dead endpoint')
+    for (let i = 0; i < 10; i++) await hooks.emit(taskEvent(i))
+    await until(() => alive.requests.length === 10, 15_000, 'the healthy webhook’s deliveries')
+    expect(dead.map((r) => r.inFlight)).toEqual([1, 1, 1])
+  })
+
+  it('without the slow lane, the same hanging attempts hold every slot (the control)', async () => {
+    const dead = await Promise.all([hanging(), hanging()])
+    const alive = await healthy()
+    const hooks = engine({ concurrency: 2, slowLane: false, timeoutMs: 60_000, leaseMs: 120_000 })
+    for (const receiver of dead) await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(COMPANY, taskWebhook(alive.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => dead.every((r) => r.inFlight === 1), 15_000, 'an attempt at each dead endpoint')
+    await hooks.emit(taskEvent(1))
+    // Nothing can reach the healthy receiver while both slots hang; once they answer, it does.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(alive.requests).toHaveLength(0)
+    for (const receiver of dead) receiver.release()
+    await until(() => alive.requests.length === 1, 15_000, 'the healthy delivery after the release')
+  })
+
+  it('lets one host hold at most half of the slow lane', async () => {
+    const dead = await hanging()
+    // Six ordered webhooks on one dead host, two send slots, a slow lane of four: two attempts move to
+    // the slow lane (half of it) and two keep their send slots; the other two wait for a slot.
+    const hooks = engine({ concurrency: 2, slowLane: { afterMs: 20, slots: 4 }, timeoutMs: 60_000, leaseMs: 120_000 })
+    for (let i = 0; i < 6; i++) await hooks.registry.create(COMPANY, taskWebhook(`${dead.url}/w${i}`))
+    await hooks.emit(taskEvent(0))
+    await until(() => dead.inFlight === 4, 15_000, 'four attempts at the dead host')
+    // Were the host not held to half, the slow lane would take all four and six would hang.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(dead.inFlight).toBe(4)
+    dead.release()
+    await hooks.drain()
+    expect(dead.requests).toHaveLength(6)
+    expect(dead.maxInFlight).toBe(4)
+  })
+})
