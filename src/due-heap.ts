@@ -5,10 +5,12 @@ export interface DueEntry<T> {
   value: T
   /** The value's version when pushed: an entry whose value has moved on since is stale. */
   stamp: number
+  /** Orders entries of one `at` before `seq` does: a queue moved back keeps its place among those moved with it. */
+  after: number
 }
 
 /**
- * A binary min-heap of (time, sequence) keys: the memory store's index of when queues and deliveries
+ * A binary min-heap of (time, [after,] sequence) keys: the memory store's index of when queues and deliveries
  * become claimable, so a claim costs O(log n) instead of a scan of everything open. Entries are
  * never updated in place: a change pushes a new entry, and readers skip those whose stamp is stale.
  */
@@ -20,9 +22,9 @@ export class DueHeap<T> {
     return this.items.length
   }
 
-  push(at: number, seq: number, value: T, stamp = 0): void {
+  push(at: number, seq: number, value: T, stamp = 0, after = Number.NEGATIVE_INFINITY): void {
     const items = this.items
-    items.push({ at, seq, value, stamp })
+    items.push({ at, seq, value, stamp, after })
     let i = items.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
@@ -61,6 +63,6 @@ export class DueHeap<T> {
   private less(a: number, b: number): boolean {
     const x = this.items[a]!
     const y = this.items[b]!
-    return x.at < y.at || (x.at === y.at && x.seq < y.seq)
+    return x.at < y.at || (x.at === y.at && (x.after < y.after || (x.after === y.after && x.seq < y.seq)))
   }
 }

@@ -29,6 +29,9 @@ export interface MemoryStoreOptions {
   copy?: boolean
 }
 
+// Queues moved back for company turns in one claim, at most (see claimFrom).
+const MAX_MOVED_BACK = 1_024
+
 /**
  * The embedded store: everything in this process's memory, gone when it exits. The default of
  * `createWebhooks()`, and the reference implementation of the storage contract.
@@ -66,6 +69,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   let enqueueSeq = 0
   // Queues by when they could next hand something out, one heap per ordering, each built on first
   // use. An entry is current while its stamp equals the queue's; a change pushes a new entry.
+  // When each company last had a delivery claimed: its turn in the next claims (see claimFrom).
+  const servedAt = new Map<string, number>()
   let orderedHeap: DueHeap<Queue> | undefined
   let anyHeap: DueHeap<Queue> | undefined
 
@@ -207,16 +212,32 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   }
 
   // Earliest due first, then oldest enqueued, across queues: one delivery per turn of a queue, so the
-  // heap interleaves them exactly by (due time, enqueue order).
+  // heap interleaves them by (due time, enqueue order) — with company turns: a queue counts as due no
+  // earlier than its company was last served, so a company served by this claim (or the last) waits
+  // behind every other company's due work. A flood of one company delays another's delivery by one
+  // claim, not by the flood. Moving back is lazy (when a queue reaches the top), keeps the company's
+  // own queues in their order, and is bounded per claim so a company with thousands of due queues
+  // cannot make a claim costly.
   const claimFrom = (heap: DueHeap<Queue>, now: number, limit: number, leaseMs: number, ordered: boolean, owner: string) => {
     const claimed: ClaimedDelivery[] = []
+    let movedBack = 0
     while (claimed.length < limit) {
       const top = heap.peek()
       if (!top || top.at > now) break
       heap.pop()
       const queue = top.value
       if (top.stamp !== queue.stamp) continue // stale entry
-      claimed.push(...take(queue, now, 1, ordered, owner, leaseMs))
+      const turn = Math.min(servedAt.get(queue.company) ?? Number.NEGATIVE_INFINITY, now)
+      if (turn > top.at && movedBack < MAX_MOVED_BACK) {
+        movedBack++
+        heap.push(turn, top.seq, queue, top.stamp, top.after === Number.NEGATIVE_INFINITY ? top.at : top.after)
+        continue
+      }
+      const taken = take(queue, now, 1, ordered, owner, leaseMs)
+      if (taken.length) {
+        claimed.push(...taken)
+        servedAt.set(queue.company, now)
+      }
       reindex(queue)
     }
     return claimed

@@ -1,4 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import { memoryStore, objectId } from 'cotwebhook'
+import { taskEvent as fixtureEvent, webhookRecord } from 'cotwebhook/testing'
 import { COMPANY, OTHER_COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
 import { startReceiver, until, type Receiver } from './helpers/receiver.js'
 
@@ -112,5 +114,57 @@ describe('send slots shared with endpoints that hang', () => {
     await hooks.drain()
     expect(dead.requests).toHaveLength(6)
     expect(dead.maxInFlight).toBe(4)
+  })
+})
+
+describe('claims across companies (memory store)', () => {
+  /** Company A: `webhooks` webhooks with `each` deliveries due from t=0; company B: one delivery due at t=100. */
+  async function flood(webhooks: number, each: number) {
+    const store = memoryStore()
+    const a: string[] = []
+    for (let i = 0; i < webhooks; i++) {
+      const record = webhookRecord(OTHER_COMPANY)
+      await store.insertWebhook(record)
+      a.push(record.webhook._id)
+    }
+    for (let n = 0; n < each; n++) {
+      await store.enqueue({ eventId: objectId(), event: fixtureEvent(OTHER_COMPANY), deliveries: a.map((webhookId) => ({ id: objectId(), webhookId })), now: n })
+    }
+    const b = webhookRecord(COMPANY)
+    await store.insertWebhook(b)
+    const { deliveries } = await store.enqueue({ eventId: objectId(), event: fixtureEvent(COMPANY), deliveries: [{ id: objectId(), webhookId: b.webhook._id }], now: 100 })
+    return { store, other: deliveries[0]!.id }
+  }
+
+  it.each([true, false])('hands out the other company’s delivery in the first claim after it is due, behind one of the flood’s (ordered: %s)', async (ordered) => {
+    const { store, other } = await flood(40, 50)
+    // Claims of 4, each settled before the next, as an engine with 4 free slots would make them.
+    for (let claims = 1; claims <= 3; claims++) {
+      const claimed = await store.claim({ now: 1_000 + claims, limit: 4, leaseMs: 60_000, owner: 'e', ordered })
+      const ids = claimed.map((c) => c.delivery.id)
+      if (ids.includes(other)) {
+        // A's earliest went first (it was due first and A had not been served); then B's turn.
+        expect(claims).toBe(1)
+        expect(ids.indexOf(other)).toBe(1)
+        return
+      }
+      for (const c of claimed) await store.settle(c.lease, { now: 1_000 + claims, state: 'succeeded', response: 'ok' })
+    }
+    throw new Error('the other company’s delivery was not claimed in three claims')
+  })
+
+  it('keeps one company’s own deliveries in due order', async () => {
+    const store = memoryStore()
+    const hooks = [webhookRecord(COMPANY), webhookRecord(COMPANY), webhookRecord(COMPANY)]
+    for (const record of hooks) await store.insertWebhook(record)
+    const due = [30, 10, 20]
+    const ids: string[] = []
+    for (const [i, record] of hooks.entries()) {
+      const { deliveries } = await store.enqueue({ eventId: objectId(), event: fixtureEvent(COMPANY), deliveries: [{ id: objectId(), webhookId: record.webhook._id }], now: due[i]! })
+      ids.push(deliveries[0]!.id)
+    }
+    const first = await store.claim({ now: 100, limit: 1, leaseMs: 60_000, owner: 'e', ordered: true })
+    const rest = await store.claim({ now: 100, limit: 2, leaseMs: 60_000, owner: 'e', ordered: true })
+    expect([...first, ...rest].map((c) => c.delivery.id)).toEqual([ids[1], ids[2], ids[0]])
   })
 })
