@@ -8,7 +8,9 @@ import type { Tables } from '../sql/schema.js'
  *
  * The tables start empty and grow faster than statistics follow, so a plan cached while they were
  * small would scan them whole for ever after: the functions run with sequential scans off, and every
- * lookup goes through its index.
+ * lookup goes through its index. The opposite happens on a big backlog: estimates over a million open
+ * deliveries pass `jit_above_cost`, and compiling a claim that touches a few rows took 100 ms, so JIT
+ * is off in the functions too.
  *
  * Locks are taken in one order everywhere, so they never deadlock: idempotency keys in key order, then
  * a webhook's queue row before its deliveries, several queue rows in the order of their webhook ids.
@@ -46,7 +48,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // them without a claim round trip); only what is left is announced to the others.
     `CREATE OR REPLACE FUNCTION ${f.enqueue}(p_items jsonb, p_claim jsonb)
     RETURNS TABLE (i int, duplicate boolean, stored jsonb, delivery jsonb, event jsonb, id text, token text)
-    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan AS $fn$
+    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off SET plan_cache_mode = force_generic_plan AS $fn$
     #variable_conflict use_column
     DECLARE
       r record;
@@ -142,7 +144,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // ---- enqueue inside the host's transaction: no queue row is locked until the host commits; the
     // deliveries announce themselves through wake-ups, which the next claim folds into the queues.
     `CREATE OR REPLACE FUNCTION ${f.enqueueInTx}(p_company text, p_event_id text, p_body jsonb, p_ids text[], p_webhook_ids text[], p_now bigint, p_key text, p_result jsonb)
-    RETURNS TABLE (duplicate boolean, stored jsonb) LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $fn$
+    RETURNS TABLE (duplicate boolean, stored jsonb) LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $fn$
     #variable_conflict use_column
     DECLARE
       claimed int;
@@ -188,7 +190,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // statement each way; the few with a circuit or a rate, one at a time after them.
     `CREATE OR REPLACE FUNCTION ${f.claim}(p_now bigint, p_limit int, p_lease_ms bigint, p_token text, p_ordered boolean, p_durable boolean)
     RETURNS TABLE (delivery jsonb, event jsonb, probe boolean, rate_per_second double precision, rate_burst bigint)
-    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan AS $fn$
+    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off SET plan_cache_mode = force_generic_plan AS $fn$
     #variable_conflict use_column
     DECLARE
       cand record;
@@ -416,7 +418,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     // one statement; then each queue once, with every item of the batch that belongs to it.
     `CREATE OR REPLACE FUNCTION ${f.settle}(p_items jsonb)
     RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb, next_probe boolean, next_rate double precision, next_burst bigint)
-    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan AS $fn$
+    LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off SET plan_cache_mode = force_generic_plan AS $fn$
     #variable_conflict use_column
     DECLARE
       r record;
