@@ -1,7 +1,6 @@
 // A webhook receiver in its own process for the benchmarks: answers 204 at once (503 under /fail, a
-// dead endpoint), counts requests and,
-// when asked, records when each request (by webhook-id or x-seq) arrived, on a clock comparable
-// across processes (performance.timeOrigin + performance.now()).
+// dead endpoint), counts requests and, when asked, records when each request (by webhook-id or x-seq)
+// arrived, on a clock comparable across processes (performance.timeOrigin + performance.now()).
 import { createServer } from 'node:http'
 
 let count = 0

@@ -110,3 +110,20 @@ export function refill(bucket: { tokens: number; at: number | null }, rate: { pe
   const whole = Math.floor(bucket.tokens + 1e-9)
   return { whole, nextAt: whole >= 1 ? now : now + Math.ceil(((1 - bucket.tokens) * 1000) / rate.perSecond) }
 }
+
+/**
+ * The earliest an endpoint lets anything go: after an open circuit's cool-down, once a probe out has
+ * come back, when its rate bucket holds a token. `-Infinity`: nothing holds it back.
+ *
+ * @example
+ * ```ts
+ * endpointGate(queue.endpoint, queue.bucket) // -Infinity for a healthy webhook without a rate
+ * ```
+ */
+export function endpointGate(endpoint: EndpointState, bucket: { tokens: number; at: number | null }): number {
+  const { openUntil, probeUntil, rate } = endpoint
+  let at = Number.NEGATIVE_INFINITY
+  if (openUntil !== null) at = Math.max(at, openUntil, probeUntil === null ? Number.NEGATIVE_INFINITY : probeUntil + 1)
+  if (rate && bucket.at !== null && bucket.tokens < 1) at = Math.max(at, bucket.at + Math.ceil(((1 - bucket.tokens) * 1000) / rate.perSecond))
+  return at
+}

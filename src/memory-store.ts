@@ -1,5 +1,5 @@
 import { DueHeap } from './due-heap.js'
-import { applyEndpointReport, emptyEndpoint, refill, resetEndpointState } from './endpoint-state.js'
+import { applyEndpointReport, emptyEndpoint, endpointGate, refill, resetEndpointState } from './endpoint-state.js'
 import { LeaseLostError } from './errors.js'
 import type { COTWebhook } from './model.js'
 import type {
@@ -96,17 +96,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     return queue
   }
 
-  // The earliest a queue's deliveries may go for reasons of the endpoint: an open circuit, a probe
-  // out, an empty rate bucket.
-  const gate = (queue: Queue): number => {
-    const { openUntil, probeUntil, rate } = queue.endpoint
-    let at = -Infinity
-    if (openUntil !== null) at = Math.max(at, openUntil, probeUntil === null ? -Infinity : probeUntil + 1)
-    if (rate && queue.bucket.at !== null && queue.bucket.tokens < 1) {
-      at = Math.max(at, queue.bucket.at + Math.ceil(((1 - queue.bucket.tokens) * 1000) / rate.perSecond))
-    }
-    return at
-  }
+  // The earliest a queue's deliveries may go for reasons of the endpoint (circuit, probe, rate).
+  const gate = (queue: Queue): number => endpointGate(queue.endpoint, queue.bucket)
 
   // The first valid entry of a queue's ready heap (stale ones dropped).
   const readyTop = (queue: Queue) => {

@@ -66,6 +66,8 @@ describe('send slots shared with endpoints that hang', () => {
     await hooks.drain()
     expect(dead.maxInFlight).toBe(5)
     expect(() => engine({ rateLimit: { webhookConcurrency: 0 } })).toThrow('rateLimit.webhookConcurrency must be a positive integer, not 0')
+    expect(() => engine({ slowLane: { afterMs: 0.5 } })).toThrow('slowLane.afterMs must be a positive integer, not 0.5')
+    expect(() => engine({ slowLane: { slots: -1 } })).toThrow('slowLane.slots must be a positive integer, not -1')
   })
 
   it('moves attempts that hang to the slow lane, freeing every send slot for the healthy webhook', async () => {

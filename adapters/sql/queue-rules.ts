@@ -1,4 +1,4 @@
-import { applyEndpointReport, refill, type EndpointState, type SettleResult, type Settlement } from 'cotwebhook'
+import { applyEndpointReport, endpointGate, refill, type EndpointState, type SettleResult, type Settlement } from 'cotwebhook'
 
 /**
  * The rules of a webhook's queue row in the SQL stores, free of SQL: what a claim may take from it
@@ -41,13 +41,7 @@ export interface QueueState {
  * ```
  */
 export function gateOf(state: QueueState): number {
-  const { openUntil, probeUntil, rate } = state.endpoint
-  let at = -Infinity
-  if (openUntil !== null) at = Math.max(at, openUntil, probeUntil === null ? -Infinity : probeUntil + 1)
-  if (rate && state.bucket.at !== null && state.bucket.tokens < 1) {
-    at = Math.max(at, state.bucket.at + Math.ceil(((1 - state.bucket.tokens) * 1000) / rate.perSecond))
-  }
-  return at
+  return endpointGate(state.endpoint, state.bucket)
 }
 
 /**
