@@ -42,6 +42,12 @@ export function functionStatements(t: Tables, channel: string): string[] {
     'webhook_id', ${alias}.webhook_id, 'event_id', ${alias}.event_id, 'state', ${alias}.state, 'attempts', ${alias}.attempts,
     'status', ${alias}.status, 'response', ${alias}.response, 'created_at', ${alias}.created_at, 'updated_at', ${alias}.updated_at,
     'next_attempt_at', ${alias}.next_attempt_at, 'lease_token', ${alias}.lease_token)`
+  // The settle's queue row variable `q` written back, whole (it holds the queue's lock meanwhile).
+  const writeQueue = `UPDATE ${t.queues} qq SET version = qq.version + 1, open = q.open, hint = q.hint, hint_seq = q.hint_seq,
+    out = q.out, out_until = q.out_until, consecutive_failures = q.consecutive_failures, failing_since = q.failing_since,
+    last_success_at = q.last_success_at, last_failure_at = q.last_failure_at, failed_attempts = q.failed_attempts,
+    open_until = q.open_until, cooldown_ms = q.cooldown_ms, probe_token = q.probe_token, probe_until = q.probe_until,
+    tokens = q.tokens, tokens_at = q.tokens_at WHERE qq.webhook_id = q.webhook_id;`
   return [
     // ---- enqueue: the emits of several callers, grouped by the store into one call. With p_claim, the
     // new deliveries that may go now are leased to the emitting engine in the same call (it delivers
@@ -494,11 +500,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
         END IF;
         IF current_queue IS DISTINCT FROM r.wid THEN
           IF current_queue IS NOT NULL THEN
-            UPDATE ${t.queues} qq SET version = qq.version + 1, open = q.open, hint = q.hint, hint_seq = q.hint_seq, out = q.out, out_until = q.out_until,
-              consecutive_failures = q.consecutive_failures, failing_since = q.failing_since, last_success_at = q.last_success_at,
-              last_failure_at = q.last_failure_at, failed_attempts = q.failed_attempts, open_until = q.open_until, cooldown_ms = q.cooldown_ms,
-              probe_token = q.probe_token, probe_until = q.probe_until, tokens = q.tokens, tokens_at = q.tokens_at
-              WHERE qq.webhook_id = q.webhook_id;
+            ${writeQueue}
           END IF;
           SELECT * INTO q FROM ${t.queues} qq WHERE qq.webhook_id = r.wid FOR UPDATE;
           IF NOT FOUND THEN
@@ -591,11 +593,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
           CASE WHEN nd IS NULL THEN NULL ELSE false END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_per_second END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_burst END;
       END LOOP;
       IF current_queue IS NOT NULL THEN
-        UPDATE ${t.queues} qq SET version = qq.version + 1, open = q.open, hint = q.hint, hint_seq = q.hint_seq, out = q.out, out_until = q.out_until,
-          consecutive_failures = q.consecutive_failures, failing_since = q.failing_since, last_success_at = q.last_success_at,
-          last_failure_at = q.last_failure_at, failed_attempts = q.failed_attempts, open_until = q.open_until, cooldown_ms = q.cooldown_ms,
-          probe_token = q.probe_token, probe_until = q.probe_until, tokens = q.tokens, tokens_at = q.tokens_at
-          WHERE qq.webhook_id = q.webhook_id;
+        ${writeQueue}
       END IF;
       IF cardinality(succeeded) > 0 THEN
         -- A success ends a failing run and is the endpoint's latest; written only when that changes
