@@ -19,7 +19,7 @@
 import { Redis } from 'ioredis'
 // @ts-ignore
 import { Queue, Worker, type Job } from 'bullmq'
-import { deliverer, deliveryFor, emitAll, emitPaced, jobSettings, latencyOf, printResult, reportOrder, runId, startOrderCheck, waitForArrivals, webhookTargets, type DeliveryJob } from './common.js'
+import { deliverer, deliveryFor, jobSettings, runId, timedJob, webhookTargets, type DeliveryJob } from './common.js'
 
 const job = jobSettings()
 const ordered = process.env.ORDERED === '1'
@@ -38,22 +38,13 @@ for (const worker of workers) worker.on('error', (error: Error) => process.stder
 
 try {
   await Promise.all([...queues.map((q) => q.waitUntilReady()), ...workers.map((w) => w.waitUntilReady())])
-  await startOrderCheck(job.receiver)
-  const total = job.total
   // Resolves to the delivery's webhook-id once the job is stored, for the latency variant's stamps.
   const emit = async (n: number) => {
     const delivery = deliveryFor(n, targets)
     await queues[ordered ? delivery.webhook : 0]!.add('deliver', delivery)
     return delivery.id
   }
-  const started = performance.now()
-  const stamps = job.rate ? await emitPaced(job, emit) : await emitAll(total, job.emitters, emit)
-  const emittedMs = performance.now() - started
-  await waitForArrivals(job.receiver, total)
-  const elapsedMs = performance.now() - started
-  const latency = stamps && (await latencyOf(job.receiver, stamps))
-  await reportOrder(job.receiver, job.webhooks)
-  printResult({ system: 'bullmq', ordered, deliveries: total, elapsedMs, emittedMs, statements: undefined, latency })
+  await timedJob('bullmq', job, ordered, emit)
 } finally {
   await Promise.all(workers.map((w) => w.close()))
   for (const q of queues) {

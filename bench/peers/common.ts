@@ -10,11 +10,11 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { Agent, request } from 'undici'
-import { taskEvent } from '../fleet/job.js'
-import type { Latency } from '../fleet/paced.js'
 
-export { jobSettings, waitForArrivals } from '../fleet/job.js'
-export { emitPaced, latencyOf } from '../fleet/paced.js'
+import { jobSettings, taskEvent, waitForArrivals } from '../fleet/job.js'
+import { emitPaced, latencyOf, type Latency } from '../fleet/paced.js'
+
+export { jobSettings, waitForArrivals }
 
 /** What the app puts in one job: everything the worker needs to send one delivery. */
 export interface DeliveryJob {
@@ -154,6 +154,32 @@ export async function reportOrder(receiver: string, webhooks: number): Promise<v
 /** The fleet job's result line (the same shape bench/fleet/cotwebhook.ts prints); `latency` with RATE set. */
 export function printResult(result: { system: string; ordered: boolean; deliveries: number; elapsedMs: number; emittedMs: number; statements: number | undefined; latency?: Latency | undefined }): void {
   process.stdout.write(`${JSON.stringify(result)}\n`)
+}
+
+/**
+ * The measured part of every peer's run, as bench/fleet/cotwebhook.ts does it for cotwebhook: emit
+ * (all at once from the emitters, or paced with RATE set) until the receiver has every delivery, then
+ * print the result line, with the statements `counter` saw when the peer runs on PostgreSQL.
+ */
+export async function timedJob(
+  system: string,
+  job: ReturnType<typeof jobSettings>,
+  ordered: boolean,
+  emit: (n: number) => Promise<string>,
+  counter?: ReturnType<typeof countStatements>,
+): Promise<void> {
+  await startOrderCheck(job.receiver)
+  const before = counter?.read() ?? 0
+  const started = performance.now()
+  const stamps = job.rate ? await emitPaced(job, emit) : await emitAll(job.total, job.emitters, emit)
+  const emittedMs = performance.now() - started
+  await waitForArrivals(job.receiver, job.total)
+  const elapsedMs = performance.now() - started
+  const used = (counter?.read() ?? 0) - before
+  const latency = stamps && (await latencyOf(job.receiver, stamps))
+  await reportOrder(job.receiver, job.webhooks)
+  counter?.tally()
+  printResult({ system, ordered, deliveries: job.total, elapsedMs, emittedMs, statements: used > 0 ? used : undefined, latency })
 }
 
 /** A schema, queue prefix or key name no other run uses. */

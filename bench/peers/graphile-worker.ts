@@ -23,7 +23,7 @@
 // @ts-ignore
 import { Logger, makeWorkerUtils, run, type Runner, type Task } from 'graphile-worker'
 import pg from 'pg'
-import { countStatements, deliverer, deliveryFor, emitAll, emitPaced, jobSettings, latencyOf, printResult, reportOrder, runId, startOrderCheck, waitForArrivals, webhookTargets, type DeliveryJob } from './common.js'
+import { countStatements, deliverer, deliveryFor, jobSettings, runId, timedJob, webhookTargets, type DeliveryJob } from './common.js'
 
 const job = jobSettings()
 const ordered = process.env.ORDERED === '1'
@@ -61,27 +61,13 @@ let runner: Runner | undefined
 try {
   await utils.migrate()
   runner = await run({ pgPool: pool, logger, preset, taskList: { deliver }, noHandleSignals: true })
-  await startOrderCheck(job.receiver)
-
-  const total = job.total
   // Resolves to the delivery's webhook-id once the job is stored, for the latency variant's stamps.
   const emit = async (n: number) => {
     const delivery = deliveryFor(n, targets)
     await utils.addJob('deliver', delivery, ordered ? { queueName: `w${delivery.webhook}` } : {})
     return delivery.id
   }
-  const before = counter.read()
-  const started = performance.now()
-  const stamps = job.rate ? await emitPaced(job, emit) : await emitAll(total, job.emitters, emit)
-  const emittedMs = performance.now() - started
-  await waitForArrivals(job.receiver, total)
-  const elapsedMs = performance.now() - started
-  const used = counter.read() - before
-
-  const latency = stamps && (await latencyOf(job.receiver, stamps))
-  await reportOrder(job.receiver, job.webhooks)
-  counter.tally()
-  printResult({ system: 'graphile-worker', ordered, deliveries: total, elapsedMs, emittedMs, statements: used > 0 ? used : undefined, latency })
+  await timedJob('graphile-worker', job, ordered, emit, counter)
 } finally {
   await runner?.stop().catch(() => {})
   await utils.release()

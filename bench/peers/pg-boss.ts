@@ -29,7 +29,7 @@ import pg from 'pg'
 // also runs on a fresh clone without it, where this import is untyped rather than an error.
 // @ts-ignore
 import { PgBoss, type Job } from 'pg-boss'
-import { countStatements, deliverer, deliveryFor, emitAll, emitPaced, jobSettings, latencyOf, printResult, reportOrder, runId, startOrderCheck, waitForArrivals, webhookTargets, type DeliveryJob } from './common.js'
+import { countStatements, deliverer, deliveryFor, jobSettings, runId, timedJob, webhookTargets, type DeliveryJob } from './common.js'
 
 const job = jobSettings()
 const ordered = process.env.ORDERED === '1'
@@ -58,27 +58,13 @@ try {
       )
     },
   )
-  await startOrderCheck(job.receiver)
-
-  const total = job.total
   // Resolves to the delivery's webhook-id once the job is stored, for the latency variant's stamps.
   const emit = async (n: number) => {
     const delivery = deliveryFor(n, targets)
     await boss.send(queue, delivery, ordered ? { singletonKey: `w${delivery.webhook}` } : {})
     return delivery.id
   }
-  const before = counter.read()
-  const started = performance.now()
-  const stamps = job.rate ? await emitPaced(job, emit) : await emitAll(total, job.emitters, emit)
-  const emittedMs = performance.now() - started
-  await waitForArrivals(job.receiver, total)
-  const elapsedMs = performance.now() - started
-  const used = counter.read() - before
-
-  const latency = stamps && (await latencyOf(job.receiver, stamps))
-  await reportOrder(job.receiver, job.webhooks)
-  counter.tally()
-  printResult({ system: 'pg-boss', ordered, deliveries: total, elapsedMs, emittedMs, statements: used > 0 ? used : undefined, latency })
+  await timedJob('pg-boss', job, ordered, emit, counter)
 } finally {
   await boss.stop({ graceful: true, close: true, timeout: 10_000 }).catch(() => {})
   await sender.close()
