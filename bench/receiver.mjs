@@ -1,6 +1,7 @@
 // A webhook receiver in its own process for the benchmarks: answers 204 at once (503 under /fail, a
-// dead endpoint), counts requests and, when asked, records when each request (by webhook-id or x-seq)
-// arrived, on a clock comparable across processes (performance.timeOrigin + performance.now()).
+// failing endpoint; never under /hang, a hanging one), counts requests and, when asked, records when
+// each request (by webhook-id or x-seq) arrived, on a clock comparable across processes
+// (performance.timeOrigin + performance.now()).
 import { createServer } from 'node:http'
 
 let count = 0
@@ -20,6 +21,11 @@ const server = createServer((req, res) => {
     arrivals = {}
     req.resume()
     req.on('end', () => res.end('ok'))
+    return
+  }
+  // A dead endpoint that never answers: the request is read and left open.
+  if (req.url?.startsWith('/hang')) {
+    req.resume()
     return
   }
   const at = record ? now() : 0

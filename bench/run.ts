@@ -15,6 +15,7 @@ import { emitOverheadBench } from './emit-overhead.js'
 import { latencyBench } from './latency.js'
 import { machine, quick, type Result } from './lib.js'
 import { matcherBench } from './matcher.js'
+import { fairnessCostBench, floodBench, hangingBench } from './neighbours.js'
 import { peersBench, peersLatencyBench } from './peers.js'
 
 const outIndex = process.argv.indexOf('--out')
@@ -40,6 +41,13 @@ const TARGETS: Record<string, { text: string; met: (r: Result) => boolean }> = {
   'backlog-claim': { text: '< 5 ms', met: (r) => r.value < 5 },
   'dead-endpoint-writes': { text: '< 10/min', met: (r) => r.value < 10 },
   'dead-endpoint-instances': { text: '≤ 1.2×', met: (r) => r.ratio <= 1.2 },
+  // The noisy-neighbours issue: another company's trouble costs a healthy one at most twice its p99.
+  'neighbours-hanging': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
+  'neighbours-hanging-unordered': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
+  'neighbours-flood': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
+  'neighbours-flood-postgres': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
+  'fairness-cost': { text: '0.95–1.05', met: (r) => r.ratio >= 0.95 && r.ratio <= 1.05 },
+  'fairness-cost-ordered': { text: '0.95–1.05', met: (r) => r.ratio >= 0.95 && r.ratio <= 1.05 },
 }
 
 /** Every step, by the name that selects it on the command line, in the order they run. */
@@ -52,6 +60,9 @@ const STEPS: Record<string, () => Promise<Result | Result[]>> = {
   durable: durableBench,
   backlog: async () => [await backlogDrainBench(), await backlogClaimBench()],
   'dead-endpoint': async () => [await deadEndpointWritesBench(), await deadEndpointInstancesBench()],
+  hanging: hangingBench,
+  flood: floodBench,
+  'fairness-cost': fairnessCostBench,
   peers: () => peersBench({ quick, runs: quick ? 1 : 3 }),
   'peers-latency': () => peersLatencyBench({ quick, runs: quick ? 1 : 3 }),
 }

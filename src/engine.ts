@@ -67,11 +67,12 @@ export interface WebhooksOptions extends UrlPolicy {
   /** Per-webhook attempts per second and requests in flight, per-host requests in flight. Default: no per-second or per-host limit; a webhook holds at most a quarter of `concurrency`. */
   rateLimit?: RateLimitOptions
   /**
-   * An attempt still waiting for its answer after `afterMs` (1 000) gives its send slot back and waits
-   * in a lane of `slots` (`concurrency`) of its own, where one host may hold half: endpoints that hang
-   * do not hold the slots healthy ones are answered in. `false`: every attempt keeps its slot.
+   * An attempt still waiting for its answer after `afterMs` (1 000) — or after `fullAfterMs` (50) while
+   * every send slot is taken and work waits for one — gives its send slot back and waits in a lane of `slots` (`concurrency`)
+   * of its own, where one host may hold half: endpoints that hang do not hold the slots healthy ones are
+   * answered in. `false`: every attempt keeps its slot.
    */
-  slowLane?: { afterMs?: number; slots?: number } | false
+  slowLane?: { afterMs?: number; fullAfterMs?: number; slots?: number } | false
   /** When a failing webhook is turned off. Default: after 50 deliveries exhausted in a row, or 5 days failing. */
   health?: HealthOptions
   /** How long an old secret stays valid after `rotateSecret`. Default 86 400 000 (24 h). */
@@ -238,9 +239,11 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const lanes = sendLanes({
     concurrency,
     slowAfterMs: slowLane ? positiveInteger('slowLane.afterMs', slowLane.afterMs ?? 1_000) : Number.POSITIVE_INFINITY,
+    fullAfterMs: slowLane ? positiveInteger('slowLane.fullAfterMs', slowLane.fullAfterMs ?? 50) : Number.POSITIVE_INFINITY,
     slowSlots: slowLane ? positiveInteger('slowLane.slots', slowLane.slots ?? concurrency) : 0,
     // An attempt in the slow lane holds no send slot: like a run waiting between attempts.
     moved: (delta) => context.waiting(delta),
+    wanted: () => dispatcher.backlogged(),
   })
   // An event goes to many webhooks at once: keep its JSON for the deliveries that follow.
   const bodies = new LRUCache<string, string>({ max: 1_024 })

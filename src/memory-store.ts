@@ -65,6 +65,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   let finalsHead = 0
   const idempotency = new Map<string, { result: EnqueueResult; at: number }>()
   let openTotal = 0
+  // Open deliveries per company: with one company open, an ordered queue passes straight on (no turns to keep).
+  const openByCompany = new Map<string, number>()
   let tokenSeq = 0
   let enqueueSeq = 0
   // Queues by when they could next hand something out, one heap per ordering, each built on first
@@ -242,6 +244,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     held.stamp++
     queue.endpoint.open--
     openTotal--
+    const left = (openByCompany.get(queue.company) ?? 1) - 1
+    if (left > 0) openByCompany.set(queue.company, left)
+    else openByCompany.delete(queue.company)
   }
 
   // The probe ended without an attempt (handed back, given up, released): the next one may go.
@@ -332,6 +337,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         if (!list) logs.set(webhookId, (list = { ids: [], removed: 0 }))
         list.ids.push(id)
         openTotal++
+        openByCompany.set(queue.company, (openByCompany.get(queue.company) ?? 0) + 1)
       }
       for (const queue of touched) reindex(queue)
       const result: EnqueueResult = { eventId: input.eventId, deliveries: clone(input.deliveries), duplicate: false }
@@ -370,13 +376,21 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         finals.push({ id: delivery.id, at: now })
       }
       const next = settlement.next
-      if (next?.ordered && settlement.state !== 'pending') {
-        // The webhook's queue passes straight to its next delivery, if that may go now.
+      // Ordered, the webhook's queue passes straight to its next delivery, if that may go now; while
+      // other companies have open deliveries this company has had its turn, and the next goes by turns.
+      const byTurns = next?.ordered && settlement.state !== 'pending' && openByCompany.size > 1
+      if (next?.ordered && settlement.state !== 'pending' && !byTurns) {
         const [taken] = take(queue, now, 1, true, next.owner, next.leaseMs)
         if (taken) result.next = taken
       }
       reindex(queue)
+      if (byTurns) {
+        servedAt.set(queue.company, now)
+        const [taken] = claimFrom(heapFor(true), now, 1, next!.leaseMs, true, next!.owner)
+        if (taken) result.next = taken
+      }
       if (next && !next.ordered && ended) {
+        servedAt.set(queue.company, now) // this company has had its turn
         const [taken] = claimFrom(heapFor(false), now, 1, next.leaseMs, false, next.owner)
         if (taken) result.next = taken
       }

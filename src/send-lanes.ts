@@ -5,7 +5,8 @@ import { keyedSlots } from './keyed-slots.js'
 /**
  * The send slots, in two lanes. Every attempt starts in the main lane (`concurrency` slots); one still
  * waiting for its answer after `slowAfterMs` moves to the slow lane, if that has room, and gives its
- * main slot to the next attempt. So endpoints that hang (until `timeoutMs`) hold the slow lane, not the
+ * main slot to the next attempt — sooner, after `fullAfterMs`, while every main slot is taken or due
+ * work waits for one: then another company's delivery, say, does not wait out a hanging endpoint. So endpoints that hang (until `timeoutMs`) hold the slow lane, not the
  * slots healthy endpoints answer in a millisecond from. A host may hold at most half the slow lane, so
  * one dead receiver cannot fill it either; an attempt that finds no room stays in its main slot.
  */
@@ -16,6 +17,10 @@ export interface SendLanesOptions {
   concurrency: number
   /** When an attempt counts as slow. `Infinity`: never (one lane). */
   slowAfterMs: number
+  /** When an attempt counts as slow while every main slot is wanted (at most `slowAfterMs`). */
+  fullAfterMs: number
+  /** Whether work waits for a main slot beyond those queued here (due deliveries left unclaimed for want of room). */
+  wanted?: () => boolean
   /** Slow-lane slots. */
   slowSlots: number
   /** Told when an attempt moves to the slow lane (+1) and when it ends there (-1): its main slot is free. */
@@ -39,12 +44,15 @@ const SLOW = Symbol('slow')
  *
  * @example
  * ```ts
- * const lanes = sendLanes({ concurrency: 32, slowAfterMs: 1_000, slowSlots: 32, moved: () => {} })
+ * const lanes = sendLanes({ concurrency: 32, slowAfterMs: 1_000, fullAfterMs: 50, slowSlots: 32, moved: () => {} })
  * const response = await lanes.run(url, () => fetch(url, init))
  * ```
  */
 export function sendLanes(options: SendLanesOptions): SendLanes {
   const { concurrency, slowAfterMs, slowSlots, moved } = options
+  const fullAfterMs = Math.min(options.fullAfterMs, slowAfterMs)
+  const full = () => main.activeCount + main.pendingCount >= concurrency
+  const wanted = options.wanted ?? (() => false)
   const main = pLimit(concurrency)
   const slowHosts = keyedSlots(Math.max(1, Math.ceil(slowSlots / 2)))
   let slow = 0
@@ -56,9 +64,14 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
       const sending = send()
       if (!Number.isFinite(slowAfterMs) || slowSlots < 1) return sending
       let timer: ReturnType<typeof setTimeout> | undefined
-      const late = new Promise<typeof SLOW>((resolve) => (timer = setTimeout(resolve, slowAfterMs, SLOW)))
+      const late = (ms: number) => new Promise<typeof SLOW>((resolve) => (timer = setTimeout(resolve, ms, SLOW)))
       try {
-        const first = await Promise.race([sending, late])
+        let first = await Promise.race([sending, late(fullAfterMs)])
+        // Not yet slow, and nothing waits for this slot: give it until it is slow.
+        if (first === SLOW && !full() && !wanted() && slowAfterMs > fullAfterMs) {
+          clearTimeout(timer)
+          first = await Promise.race([sending, late(slowAfterMs - fullAfterMs)])
+        }
         if (first !== SLOW) return first as T
       } finally {
         clearTimeout(timer)
@@ -82,7 +95,7 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
 
   return {
     run,
-    saturated: () => main.activeCount + main.pendingCount >= concurrency,
+    saturated: full,
     slow: () => slow,
   }
 }

@@ -263,7 +263,9 @@ export interface Settlement {
    * now: with `ordered`, when this settle makes the delivery final, the webhook's next delivery (its
    * queue passes straight on); without, when this settle ends the lease (final, or handed back), any
    * due delivery a claim would pick. A store may answer none; the engine then claims as usual. It
-   * saves a claim round trip per delivery under load.
+   * saves a claim round trip per delivery under load. Company turns hold here too: while another
+   * company has due work, the settling company has had its turn, and `next` is what a claim starting
+   * after it would pick (ordered: another company's queue head, not this webhook's next).
    */
   next?: { owner: string; leaseMs: number; ordered: boolean }
 }
@@ -324,7 +326,10 @@ export interface Store {
   enqueue(input: EnqueueInput): Promise<EnqueueResult>
   /**
    * Hands out due deliveries under a lease, earliest due first and then in enqueue order; a delivery
-   * is never held by two claimers at once. Works from per-webhook queues, so its cost does not grow
+   * is never held by two claimers at once. When several companies have due work they take turns:
+   * each company's earliest due delivery before a second one of any company, so another company's
+   * flood delays a delivery by one claim (the SQL stores: while at most `limit` companies have due
+   * work; beyond that, in rotation). Works from per-webhook queues, so its cost does not grow
    * with a webhook's backlog. Skips webhooks whose circuit is open; lets one probe through a
    * half-open circuit (`probe: true`); hands out no more than a webhook's stored rate allows.
    */

@@ -85,6 +85,21 @@ describe('send slots shared with endpoints that hang', () => {
     expect(dead.map((r) => r.inFlight)).toEqual([1, 1, 1])
   })
 
+  it('moves hanging attempts early while every send slot is taken and work waits for one', async () => {
+    const dead = await Promise.all([hanging(), hanging()])
+    const alive = await healthy()
+    // A minute before an attempt counts as slow: only the early move (every slot taken) frees a slot.
+    const hooks = engine({ concurrency: 2, slowLane: { afterMs: 60_000, fullAfterMs: 20, slots: 4 }, timeoutMs: 60_000, leaseMs: 120_000 })
+    for (const receiver of dead) await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(COMPANY, taskWebhook(alive.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => dead.every((r) => r.inFlight === 1), 15_000, 'an attempt at each dead endpoint')
+    for (let i = 0; i < 5; i++) await hooks.emit(taskEvent(i))
+    await until(() => alive.requests.length === 5, 15_000, 'the healthy webhook’s deliveries')
+    expect(dead.map((r) => r.inFlight)).toEqual([1, 1])
+    expect(() => engine({ slowLane: { fullAfterMs: 0 } })).toThrow('slowLane.fullAfterMs must be a positive integer, not 0')
+  })
+
   it('without the slow lane, the same hanging attempts hold every slot (the control)', async () => {
     const dead = await Promise.all([hanging(), hanging()])
     const alive = await healthy()

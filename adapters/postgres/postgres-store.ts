@@ -62,6 +62,8 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   const prefix = options.prefix ?? 'cotwebhook_'
   const t = tables(prefix, schema)
   const fn = functionNames(t)
+  // Company turns: the company after which this store's next claim starts (see the claim function).
+  let turnAfter: string | null = null
   // One channel per set of tables, so stores on other schemas do not wake each other.
   const channel = `${prefix}${schema}`.slice(0, 63)
   const listeners = new Set<() => Promise<void>>()
@@ -309,9 +311,11 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       await ready()
       const { now, limit, leaseMs, owner, ordered } = options
       if (limit <= 0) return []
-      const { rows } = await call('claim', `SELECT delivery, event, probe, rate_per_second, rate_burst FROM ${fn.claim}($1, $2, $3, $4, $5, false)`, [
-        now, limit, leaseMs, `${owner}:${crypto.randomUUID()}`, ordered,
+      const { rows } = await call('claim', `SELECT delivery, event, probe, rate_per_second, rate_burst, turn FROM ${fn.claim}($1, $2, $3, $4, $5, false, $6)`, [
+        now, limit, leaseMs, `${owner}:${crypto.randomUUID()}`, ordered, turnAfter,
       ])
+      // Company turns: the next claim starts after the last company this one served in turn.
+      if (rows[0]?.turn) turnAfter = rows[0].turn
       return rows.map((row) => toClaimed(row.delivery, row.event, row.probe, row.rate_per_second, row.rate_burst))
     },
 

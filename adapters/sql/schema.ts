@@ -150,6 +150,8 @@ function queueStatements(dialect: Dialect, t: Tables): string[] {
       tokens_at ${int}
     )`,
     `CREATE INDEX IF NOT EXISTS ${t.index}queues_due ON ${t.queues} (hint, hint_seq) WHERE hint IS NOT NULL`,
+    // Company turns: claims step from one company with due work to the next through this index.
+    `CREATE INDEX IF NOT EXISTS ${t.index}queues_turns ON ${t.queues} (company, hint, hint_seq) WHERE hint IS NOT NULL`,
     // Version 1 claimed by scanning this index; claims now start from the queues.
     `DROP INDEX IF EXISTS ${pg ? `${t.queues.split('.')[0]}.` : ''}${t.index}deliveries_due`,
   ]

@@ -72,6 +72,24 @@ export function queueSql(t: Tables) {
   return {
     /** (now, limit) */
     candidates: `SELECT * FROM ${t.queues} WHERE hint IS NOT NULL AND hint <= ? ORDER BY hint, hint_seq LIMIT ?`,
+    /**
+     * (after, now, limit, now, after, limit, now, limit): company turns. Up to `limit` companies with
+     * due work, each with its earliest due queue: the companies after `after`, then from the first
+     * round to `after`. Each step is one probe of the turns index, whatever the backlog.
+     */
+    turns: `WITH RECURSIVE
+      a(n, company) AS (SELECT 0, ? UNION ALL SELECT n + 1, (SELECT company FROM ${t.queues}
+        WHERE company > a.company AND hint IS NOT NULL AND hint <= ? ORDER BY company LIMIT 1) FROM a WHERE a.company IS NOT NULL AND n < ?),
+      b(n, company) AS (SELECT 0, '' UNION ALL SELECT n + 1, (SELECT company FROM ${t.queues}
+        WHERE company > b.company AND hint IS NOT NULL AND hint <= ? AND company <= ? ORDER BY company LIMIT 1) FROM b WHERE b.company IS NOT NULL AND n < ?),
+      w(part, n, company) AS (SELECT 0, n, company FROM a WHERE n > 0 AND company IS NOT NULL
+        UNION ALL SELECT 1, n, company FROM b WHERE n > 0 AND company IS NOT NULL)
+      SELECT q.* FROM w JOIN ${t.queues} q ON q.webhook_id = (SELECT x.webhook_id FROM ${t.queues} x
+        WHERE x.company = w.company AND x.hint IS NOT NULL AND x.hint <= ? ORDER BY x.hint, x.hint_seq LIMIT 1)
+      ORDER BY w.part, w.n LIMIT ?`,
+    /** (company, now, company, now): whether another company has a due queue */
+    othersDue: `SELECT EXISTS (SELECT 1 FROM ${t.queues} WHERE company > ? AND hint IS NOT NULL AND hint <= ?)
+      OR EXISTS (SELECT 1 FROM ${t.queues} WHERE company < ? AND hint IS NOT NULL AND hint <= ?) AS due`,
     /** (webhookId) */
     queue: `SELECT * FROM ${t.queues} WHERE webhook_id = ?`,
     /** (webhookId) */
@@ -137,6 +155,8 @@ export function queueSql(t: Tables) {
  */
 export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
   const q = queueSql(t)
+  // Company turns: the company after which the next claim starts (the last one a claim served).
+  let turnAfter = ''
 
   const read = async (webhookId: string): Promise<QueueState | undefined> => {
     const row = await x.get<QueueRow>(q.queue, [webhookId])
@@ -250,68 +270,92 @@ export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
     state.hintSeq = next?.seq ?? state.hintSeq
   }
 
+  /**
+   * Hands out due deliveries: first the earliest due queue of each company with due work, company after
+   * company from `after` on (so one company's flood costs another one turn, not the flood), then the
+   * queues in the order of their hints; one from each queue in turn (so one webhook's backlog does not
+   * take the whole claim), round after round.
+   */
+  const claim = async (options: ClaimOptions, after: string): Promise<ClaimedDelivery[]> => {
+    const { now, limit, owner } = options
+    if (limit <= 0) return []
+    const token = `${owner}:${crypto.randomUUID()}`
+    type Take = Awaited<ReturnType<typeof takeFrom>>
+    const entries = new Map<string, { state: QueueState; takes: Take[]; looked: boolean }>()
+    const turnOrder: string[] = []
+    let count = 0
+    // One from each due queue in turn, then round after round. Concurrent claimers (D1) may reach a
+    // delivery first: that queue is passed over, and the queues are read again for the rest.
+    for (let reads = 0; reads < 3 && count < limit; reads++) {
+      const turns = await x.all<QueueRow>(q.turns, [after, now, limit, now, after, limit, now, limit])
+      const byHint = await x.all<QueueRow>(q.candidates, [now, limit + CANDIDATE_SLACK])
+      const first = new Set(turns.map((row) => row.webhook_id))
+      const rows = [...turns, ...byHint.filter((row) => !first.has(row.webhook_id))]
+      for (const row of turns) turnOrder.push(row.webhook_id)
+      let turn = rows.map((row) => {
+        let entry = entries.get(row.webhook_id)
+        // A queue this claim took nothing from is read afresh; one it took from keeps its own state.
+        if (!entry?.takes.some((take) => take.claimed.length)) entries.set(row.webhook_id, (entry = { state: fromRow(row), takes: [], looked: false }))
+        return entry!
+      })
+      let collided = false
+      while (count < limit && turn.length) {
+        const again: typeof turn = []
+        for (const entry of turn) {
+          if (count >= limit) break
+          if (entry.state.hint === null || entry.state.hint > now) continue
+          const take = await takeFrom(entry.state, options, 1, token)
+          entry.looked = true
+          entry.takes.push(take)
+          count += take.claimed.length
+          collided ||= take.collided
+          if (take.claimed.length && !take.collided && !options.ordered && entry.state.hint !== null && entry.state.hint <= now) again.push(entry)
+        }
+        turn = again
+      }
+      if (!collided) break
+    }
+    const claimed: ClaimedDelivery[] = []
+    for (const { state, takes, looked } of entries.values()) {
+      if (!looked) continue
+      const taken = takes.flatMap((take) => take.claimed)
+      if (await write(state)) {
+        claimed.push(...taken)
+        continue
+      }
+      if (!taken.length) continue // only its hint was set; whoever wrote it since knows better
+      // Another writer changed the queue since it was read (D1): the leases stand (each was
+      // checked); apply them to the queue as it is now. A second probe is given back.
+      let kept = false
+      for (let round = 0; round < CAS_ROUNDS && !kept; round++) {
+        const current = await read(state.webhookId)
+        if (!current) break
+        if (takes.some((take) => take.probe) && current.probeToken !== null) break
+        for (const take of takes) await take.record(current, true)
+        kept = await write(current)
+      }
+      if (kept) claimed.push(...taken)
+      else for (const c of taken) await x.run(q.release, [c.lease.deliveryId, c.lease.token, now])
+    }
+    // The next claim starts after the last company whose turn gave something.
+    const served = new Set(claimed.map((c) => c.delivery.webhookId))
+    for (let i = turnOrder.length - 1; i >= 0; i--) {
+      const entry = entries.get(turnOrder[i]!)
+      if (served.has(turnOrder[i]!) && entry) {
+        turnAfter = entry.state.company
+        break
+      }
+    }
+    return claimed
+  }
+
+  const othersDue = async (company: string, now: number) =>
+    Boolean((await x.get<{ due: number }>(q.othersDue, [company, now, company, now]))?.due)
+
   return {
-    /**
-     * Hands out due deliveries from the queues that are due, in the order of their hints: one from
-     * each queue in turn (so one webhook's backlog does not take the whole claim), round after round.
-     */
+    /** Hands out due deliveries, company by company in turns (see `claim` above). */
     async claim(options: ClaimOptions): Promise<ClaimedDelivery[]> {
-      const { now, limit, owner } = options
-      if (limit <= 0) return []
-      const token = `${owner}:${crypto.randomUUID()}`
-      type Take = Awaited<ReturnType<typeof takeFrom>>
-      const entries = new Map<string, { state: QueueState; takes: Take[]; looked: boolean }>()
-      let count = 0
-      // One from each due queue in turn, then round after round. Concurrent claimers (D1) may reach a
-      // delivery first: that queue is passed over, and the queues are read again for the rest.
-      for (let reads = 0; reads < 3 && count < limit; reads++) {
-        const rows = await x.all<QueueRow>(q.candidates, [now, limit + CANDIDATE_SLACK])
-        let turn = rows.map((row) => {
-          let entry = entries.get(row.webhook_id)
-          // A queue this claim took nothing from is read afresh; one it took from keeps its own state.
-          if (!entry?.takes.some((take) => take.claimed.length)) entries.set(row.webhook_id, (entry = { state: fromRow(row), takes: [], looked: false }))
-          return entry!
-        })
-        let collided = false
-        while (count < limit && turn.length) {
-          const again: typeof turn = []
-          for (const entry of turn) {
-            if (count >= limit) break
-            if (entry.state.hint === null || entry.state.hint > now) continue
-            const take = await takeFrom(entry.state, options, 1, token)
-            entry.looked = true
-            entry.takes.push(take)
-            count += take.claimed.length
-            collided ||= take.collided
-            if (take.claimed.length && !take.collided && !options.ordered && entry.state.hint !== null && entry.state.hint <= now) again.push(entry)
-          }
-          turn = again
-        }
-        if (!collided) break
-      }
-      const claimed: ClaimedDelivery[] = []
-      for (const { state, takes, looked } of entries.values()) {
-        if (!looked) continue
-        const taken = takes.flatMap((take) => take.claimed)
-        if (await write(state)) {
-          claimed.push(...taken)
-          continue
-        }
-        if (!taken.length) continue // only its hint was set; whoever wrote it since knows better
-        // Another writer changed the queue since it was read (D1): the leases stand (each was
-        // checked); apply them to the queue as it is now. A second probe is given back.
-        let kept = false
-        for (let round = 0; round < CAS_ROUNDS && !kept; round++) {
-          const current = await read(state.webhookId)
-          if (!current) break
-          if (takes.some((take) => take.probe) && current.probeToken !== null) break
-          for (const take of takes) await take.record(current, true)
-          kept = await write(current)
-        }
-        if (kept) claimed.push(...taken)
-        else for (const c of taken) await x.run(q.release, [c.lease.deliveryId, c.lease.token, now])
-      }
-      return claimed
+      return claim(options, turnAfter)
     },
 
     /** Records a settle in the delivery, then in its queue; the answer carries endpoint changes and `next`. */
@@ -328,16 +372,19 @@ export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
       if (!row) throw new LeaseLostError(lease.deliveryId)
       // Only inside a transaction: without one, a delivery leased here could be lost with its queue's write.
       const next = x.transactional ? s.next : undefined
+      // Ordered, the queue passes straight on unless another company has due work: then this company
+      // has had its turn, and the next delivery is claimed by turns.
+      const byTurns = next?.ordered && final && (await othersDue(row.company, s.now))
       const result = await update(row.webhook_id, row.company, async (state) => {
         const answer = applyQueueSettle(state, lease.token, s, row.next_attempt_at ?? s.now)
-        if (next?.ordered && final && state.ordered) {
+        if (next?.ordered && final && state.ordered && !byTurns) {
           const { claimed: [taken] } = await takeFrom(state, { now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: true }, 1, `${next.owner}:${crypto.randomUUID()}`)
           if (taken) answer.next = taken
         } else if (state.ordered && final) await fixHint(state, s.now, true)
         return answer
       })
-      if (next && !next.ordered && !held) {
-        const [taken] = await this.claim({ now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: false })
+      if (next && (byTurns || (!next.ordered && !held))) {
+        const [taken] = await claim({ now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: next.ordered }, row.company)
         if (taken) result.next = taken
       }
       return result

@@ -1,6 +1,7 @@
 import { expect } from 'vitest'
 import { LeaseLostError } from '../errors.js'
 import type { ClaimedDelivery, EndpointPolicy, Settlement, Store } from '../store.js'
+import { taskEvent } from './fixtures.js'
 import type { SuiteTools } from './outbox-cases.js'
 
 /**
@@ -8,7 +9,7 @@ import type { SuiteTools } from './outbox-cases.js'
  * store shares (circuit, health, rate) applied at claim time, the queue passed from a settled head to
  * the next delivery, settles racing with a lost lease among them, and state kept across a reopen.
  */
-export function queueCases({ test, claim, enqueue, hook, store, reopen }: SuiteTools & { reopen: () => Promise<Store> }): void {
+export function queueCases({ test, claim, enqueue, hook, store, reopen, B }: SuiteTools & { reopen: () => Promise<Store> }): void {
   const policy: EndpointPolicy = { failureThreshold: 2, cooldownMs: 1_000, maxCooldownMs: 3_000, disableAfterFailures: 3, disableAfterMs: 0 }
   const failure = (now: number, extra: Partial<Settlement> = {}): Settlement => ({
     now,
@@ -162,6 +163,51 @@ export function queueCases({ test, claim, enqueue, hook, store, reopen }: SuiteT
     }
     // Nothing due: nothing handed on.
     expect((await store().settle(last!.lease, { now: 9, state: 'succeeded', response: '', next: { owner: 'me', leaseMs: 1_000, ordered: false } }))?.next).toBeUndefined()
+  })
+
+  for (const ordered of [true, false]) {
+    test(ordered ? 'gives another company a turn in the first claim, whatever one company’s backlog (ordered)' : 'gives another company a turn in the first claim, whatever one company’s backlog (unordered)', async () => {
+      // Company A: 24 webhooks with 3 deliveries each, due from t=0; company B: one delivery, due at t=100.
+      const flood = await Promise.all(Array.from({ length: 24 }, () => hook()))
+      for (let n = 0; n < 3; n++) await enqueue(flood, n)
+      const other = await hook(B)
+      const { deliveries: [theirs] } = await enqueue([other], 100, { event: taskEvent(B) })
+      // Due order alone would hand out A's 72 first: 18 claims of 4 before B's.
+      const claimed = await claim(1_000, { limit: 4, ordered })
+      expect(claimed).toHaveLength(4)
+      expect(ids(claimed)).toContain(theirs!.id)
+    })
+  }
+
+  test('hands a settler another company’s due delivery once its own company has had its turn', async () => {
+    const mine = await hook()
+    const a = await enqueue([mine], 0)
+    const a2 = await enqueue([mine], 1)
+    const [head] = await claim(2, { limit: 1 })
+    expect(head?.delivery.id).toBe(a.deliveries[0]!.id)
+    // Company B's delivery falls due while A's queue is out; A's next is due too.
+    const other = await hook(B)
+    const { deliveries: [theirs] } = await enqueue([other], 3, { event: taskEvent(B) })
+    const passed = await store().settle(head!.lease, { now: 4, state: 'succeeded', response: 'ok', next: { owner: 'me', leaseMs: 1_000, ordered: true } })
+    // A store may answer none: then the next claim must give B its turn.
+    const got = passed?.next ?? (await claim(5, { limit: 1 }))[0]
+    expect(got?.delivery.id).toBe(theirs!.id)
+    // B has had its turn; A's next comes after it, not held back.
+    const back = await store().settle(got!.lease, { now: 6, state: 'succeeded', response: 'ok', next: { owner: 'me', leaseMs: 1_000, ordered: true } })
+    const again = back?.next ?? (await claim(7, { limit: 1 }))[0]
+    expect(again?.delivery.id).toBe(a2.deliveries[0]!.id)
+  })
+
+  test('hands an unordered settler another company’s due delivery before its own company’s next', async () => {
+    const mine = await hook()
+    await enqueue([mine], 0)
+    await enqueue([mine], 1)
+    const [first] = await claim(2, { limit: 1, ordered: false })
+    const other = await hook(B)
+    const { deliveries: [theirs] } = await enqueue([other], 3, { event: taskEvent(B) })
+    const passed = await store().settle(first!.lease, { now: 4, state: 'succeeded', response: 'ok', next: { owner: 'me', leaseMs: 1_000, ordered: false } })
+    const got = passed?.next ?? (await claim(5, { limit: 1, ordered: false }))[0]
+    expect(got?.delivery.id).toBe(theirs!.id)
   })
 
   test('settles that race each answer on their own, a lost lease among them', async () => {

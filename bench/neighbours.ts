@@ -1,0 +1,250 @@
+import pg from 'pg'
+import { createWebhooks, memoryStore, objectId, type Store, type WebhooksOptions } from 'cotwebhook'
+import { nodeSigner, nodeTransport } from 'cotwebhook/node'
+import { postgresStore } from 'cotwebhook/postgres'
+import { userEvent } from './dispatch.js'
+import { percentile, quick, round, size, startReceiver, until, wallNow, type Result } from './lib.js'
+
+/**
+ * Noisy neighbours: one company's hanging or flooding webhooks beside another company's healthy one,
+ * on one engine and one store. Each figure is the healthy company's emit-to-arrival p99 beside the
+ * trouble against its p99 alone, measured in the same run; and the fairness machinery's cost for a
+ * single tenant (its throughput with the defaults against the same engine with them turned off).
+ */
+
+const HEALTHY = '625be93a286ef83c1c0e8450'
+const NOISY = '625be93a286ef83c1c0e8451'
+const PG_URL = process.env.COTWEBHOOK_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+
+type Receiver = Awaited<ReturnType<typeof startReceiver>>
+
+const taskEvent = (company: string, taskGroup: string, n: number) =>
+  ({ company, type: 'COTTask' as const, event: 'edit' as const, data: { _id: company, taskGroup, n, note: 'x'.repeat(400) } })
+
+/** Calls `send(i)` `perSecond` times a second, not waiting for one to finish before the next is due. */
+async function paced(count: number, perSecond: number, send: (i: number) => Promise<void>): Promise<void> {
+  const start = performance.now()
+  const pending: Promise<void>[] = []
+  for (let i = 0; i < count; i++) {
+    const wait = start + (i * 1000) / perSecond - performance.now()
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait))
+    pending.push(send(i))
+  }
+  await Promise.all(pending)
+}
+
+/** The healthy company's stream: one webhook, `perSecond` events for `seconds`; latencies, sorted. */
+async function healthyStream(hooks: ReturnType<typeof createWebhooks>, receiver: Receiver, perSecond: number, seconds: number): Promise<number[]> {
+  const group = objectId()
+  await hooks.registry.create(HEALTHY, { name: 'healthy', code: `healthy_${group}`, trigger: 'create-edit-delete-task', url: `${receiver.url}/healthy`, context: { taskGroup: group } })
+  const returnedAt = new Map<string, number>()
+  await paced(perSecond * seconds, perSecond, async (i) => {
+    const { deliveries } = await hooks.emit(taskEvent(HEALTHY, group, i))
+    returnedAt.set(deliveries[0]!.id, wallNow())
+  })
+  await until(async () => Object.keys((await receiver.stats()).arrivals).length >= returnedAt.size, 30_000, 'the healthy deliveries')
+  const arrivals = (await receiver.stats()).arrivals
+  return [...returnedAt].map(([id, at]) => arrivals[id]! - at).sort((a, b) => a - b)
+}
+
+/** The median of several rounds' percentiles. */
+const medianOf = (rounds: number[][], p: number) => round(rounds.map((r) => percentile(r, p)).sort((a, b) => a - b)[Math.floor(rounds.length / 2)]!, 2)
+
+/**
+ * A healthy webhook at 100 events/s beside never-answering ones (memory store, `cotwebhook/node`,
+ * 32 send slots, `timeoutMs` 5000): 40 ordered webhooks with 2 events each, and one unordered webhook
+ * with 64; each against the healthy webhook alone with the same ordering, rounds interleaved.
+ */
+export async function hangingBench(): Promise<Result[]> {
+  const healthy = await startReceiver()
+  const dead = await startReceiver()
+  const seconds = size(8, 2)
+  const rounds = size(3, 1)
+  const cases = [
+    { name: 'neighbours-hanging', ordering: 'webhook' as const, webhooks: 40, each: 2, text: '40 never-answering ordered webhooks, 2 events each' },
+    { name: 'neighbours-hanging-unordered', ordering: 'none' as const, webhooks: 1, each: 64, text: "one never-answering webhook with 64 deliveries, ordering: 'none'" },
+  ]
+  const results: Result[] = []
+  try {
+    const samples = new Map<string, { alone: number[][]; beside: number[][] }>(cases.map((c) => [c.name, { alone: [], beside: [] }]))
+    for (let r = 0; r < rounds; r++) {
+      for (const c of cases) {
+        const s = samples.get(c.name)!
+        s.alone.push(await hangingRound(healthy, dead, c.ordering, 0, 0, seconds))
+        s.beside.push(await hangingRound(healthy, dead, c.ordering, c.webhooks, c.each, seconds))
+      }
+    }
+    for (const c of cases) {
+      const { alone, beside } = samples.get(c.name)!
+      const p99 = medianOf(beside, 99)
+      const base = medianOf(alone, 99)
+      results.push({
+        name: c.name, value: p99, unit: 'ms (p99)', baseline: base, ratio: round(p99 / base),
+        detail: `healthy webhook at 100 events/s for ${seconds} s beside ${c.text} (memory store, 32 slots, timeoutMs 5000), median of ${rounds} interleaved rounds: ` +
+          `p50 ${medianOf(beside, 50)} ms, p99 ${p99} ms (rounds: ${beside.map((x) => round(percentile(x, 99), 1)).join(', ')}); alone p50 ${medianOf(alone, 50)} ms, p99 ${base} ms`,
+      })
+    }
+    return results
+  } finally {
+    await healthy.stop()
+    await dead.stop()
+  }
+}
+
+async function hangingRound(healthy: Receiver, dead: Receiver, ordering: 'webhook' | 'none', webhooks: number, each: number, seconds: number): Promise<number[]> {
+  await healthy.control('record')
+  const transport = nodeTransport({ connections: 64, allowPrivateNetworks: true })
+  const hooks = createWebhooks({ store: memoryStore(), ordering, timeoutMs: 5_000, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: 0 })
+  try {
+    for (let w = 0; w < webhooks; w++) {
+      const group = objectId()
+      await hooks.registry.create(NOISY, { name: `dead${w}`, code: `dead${w}`, trigger: 'create-edit-delete-task', url: `${dead.url}/hang/${w}`, context: { taskGroup: group } })
+      for (let n = 0; n < each; n++) await hooks.emit(taskEvent(NOISY, group, n))
+    }
+    return await healthyStream(hooks, healthy, 100, seconds)
+  } finally {
+    await hooks.close()
+    await transport.close()
+  }
+}
+
+/**
+ * One company floods 100,000 events over 64 webhooks (8 emitters, as fast as they go) while another
+ * emits 5 events/s to one webhook: the second company's p99 during the flood against its p99 alone,
+ * on the memory store and on PostgreSQL (ordered, the default; separate receivers, so the figure is
+ * the engine's and the store's, not a shared receiver's).
+ */
+export async function floodBench(): Promise<Result[]> {
+  const results: Result[] = []
+  results.push(await floodOn('neighbours-flood', 'memory store', async () => ({ store: memoryStore(), done: async () => {} })))
+  const pool = new pg.Pool({ connectionString: PG_URL, max: 8, connectionTimeoutMillis: 2_000 })
+  try {
+    await pool.query('SELECT 1')
+  } catch (error) {
+    console.warn(`neighbours-flood-postgres skipped: ${(error as Error).message}`)
+    await pool.end()
+    return results
+  }
+  try {
+    results.push(
+      await floodOn('neighbours-flood-postgres', 'PostgreSQL', async () => {
+        const schema = `cw_bench_${objectId()}`
+        const store = postgresStore(pool, { schema })
+        await store.migrate()
+        return { store, done: async () => void (await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)) }
+      }),
+    )
+  } finally {
+    await pool.end()
+  }
+  return results
+}
+
+async function floodOn(name: string, label: string, open: () => Promise<{ store: Store; done: () => Promise<void> }>): Promise<Result> {
+  const quiet = await startReceiver()
+  const noisy = await startReceiver()
+  const seconds = size(15, 3)
+  const events = size(100_000, 5_000)
+  try {
+    const alone = await floodRound(quiet, noisy, open, 0, seconds)
+    const beside = await floodRound(quiet, noisy, open, events, seconds)
+    const p99 = round(percentile(beside.latencies, 99), 2)
+    const base = round(percentile(alone.latencies, 99), 2)
+    return {
+      name, value: p99, unit: 'ms (p99)', baseline: base, ratio: round(p99 / base),
+      detail: `${label}: a company emitting 5 events/s for ${seconds} s while another floods ${events.toLocaleString('en')} events over 64 ordered webhooks ` +
+        `(${beside.flooded.toLocaleString('en')} emitted, ${beside.delivered.toLocaleString('en')} delivered in the window): p50 ${round(percentile(beside.latencies, 50), 2)} ms, p99 ${p99} ms; ` +
+        `alone p50 ${round(percentile(alone.latencies, 50), 2)} ms, p99 ${base} ms`,
+    }
+  } finally {
+    await quiet.stop()
+    await noisy.stop()
+  }
+}
+
+async function floodRound(quiet: Receiver, noisy: Receiver, open: () => Promise<{ store: Store; done: () => Promise<void> }>, events: number, seconds: number) {
+  await quiet.control('record')
+  await noisy.control('count')
+  const { store, done } = await open()
+  const transport = nodeTransport({ connections: 64, allowPrivateNetworks: true })
+  const options: WebhooksOptions = { store, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: quick ? 100 : 1_000 }
+  const hooks = createWebhooks(options)
+  let flooded = 0
+  let stop = false
+  try {
+    const groups = Array.from({ length: 64 }, () => objectId())
+    for (const [w, taskGroup] of groups.entries()) {
+      await hooks.registry.create(NOISY, { name: `flood${w}`, code: `flood${w}`, trigger: 'create-edit-delete-task', url: `${noisy.url}/flood/${w}`, context: { taskGroup } })
+    }
+    const emitter = async () => {
+      while (!stop && flooded < events) {
+        const n = flooded++
+        await hooks.emit(taskEvent(NOISY, groups[n % groups.length]!, n))
+        // Emits come from the host's requests, each a turn of the event loop: a loop that never yields
+        // would measure its own hold on the event loop, not the engine's fairness.
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
+    const flood = Promise.all(Array.from({ length: events ? 8 : 0 }, emitter))
+    const latencies = await healthyStream(hooks, quiet, 5, seconds)
+    stop = true
+    await flood
+    const delivered = (await noisy.stats()).count
+    return { latencies, flooded: Math.min(flooded, events), delivered }
+  } finally {
+    await hooks.close()
+    await transport.close()
+    await done()
+  }
+}
+
+/**
+ * What the fairness machinery costs one tenant: deliveries per second to 64 webhooks of one company
+ * (memory store, as the dispatch bench) with the defaults (a webhook's share of the send slots, the
+ * slow lane, company turns) against the same engine with the share at every slot and no slow lane,
+ * interleaved rounds, the median of each. Company turns cannot be turned off; with one company
+ * they do no work beyond a lookup.
+ */
+export async function fairnessCostBench(): Promise<Result[]> {
+  const receiver = await startReceiver()
+  const total = size(24_000, 640)
+  const rounds = size(3, 1)
+  try {
+    const results: Result[] = []
+    for (const ordering of ['none', 'webhook'] as const) {
+      const on: number[] = []
+      const off: number[] = []
+      for (let r = 0; r < rounds; r++) {
+        on.push(await singleTenantRun(receiver, total, ordering, {}))
+        off.push(await singleTenantRun(receiver, total, ordering, { rateLimit: { webhookConcurrency: 64 }, slowLane: false }))
+      }
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+      results.push({
+        name: ordering === 'none' ? 'fairness-cost' : 'fairness-cost-ordered', value: Math.round(median(on)), unit: 'deliveries/s', baseline: Math.round(median(off)),
+        ratio: round(median(on) / median(off), 3),
+        detail: `${total.toLocaleString('en')} deliveries to 64 webhooks of one company, ordering: '${ordering}', median of ${rounds} interleaved rounds: defaults ` +
+          `(${on.map(Math.round).join(', ')}/s) vs webhookConcurrency 64 and slowLane false (${off.map(Math.round).join(', ')}/s)`,
+      })
+    }
+    return results
+  } finally {
+    await receiver.stop()
+  }
+}
+
+async function singleTenantRun(receiver: Receiver, total: number, ordering: 'none' | 'webhook', fairness: Partial<WebhooksOptions>): Promise<number> {
+  await receiver.control('count')
+  const transport = nodeTransport({ connections: 64, allowPrivateNetworks: true })
+  const hooks = createWebhooks({ store: memoryStore(), concurrency: 64, ordering, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: 0, ...fairness })
+  const company = userEvent(0).company
+  for (let i = 0; i < 64; i++) {
+    await hooks.registry.create(company, { name: `w${i}`, code: `w${i}`, trigger: 'create-edit-delete-user', url: `${receiver.url}/w${i}` })
+  }
+  const start = performance.now()
+  for (let n = 0; n < total / 64; n++) await hooks.emit(userEvent(n))
+  await hooks.drain()
+  const rate = total / ((performance.now() - start) / 1000)
+  await hooks.close()
+  await transport.close()
+  return rate
+}
