@@ -90,6 +90,7 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
       },
       body: request.body,
       signal: controller.signal,
+      timeoutMs: request.timeoutMs,
       maxResponseBytes: request.maxResponseBytes,
     })
     const text = response.body

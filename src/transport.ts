@@ -15,6 +15,12 @@ export interface TransportRequest {
   body: string
   /** Aborted on the attempt's timeout. */
   signal: AbortSignal
+  /**
+   * The attempt's timeout, at which `signal` aborts. A transport whose client can time a request out
+   * itself may use it (and stop waiting at the signal without aborting the request): see
+   * `cotwebhook/node`.
+   */
+  timeoutMs?: number
   /** Read at most this many bytes of the response body, then stop reading. */
   maxResponseBytes: number
 }

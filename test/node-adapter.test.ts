@@ -29,6 +29,33 @@ describe('nodeTransport()', () => {
   it('refuses a pool without connections', () => {
     expect(() => nodeTransport({ connections: 0 })).toThrow('connections must be a positive integer, not 0')
   })
+
+  it('opens one connection per timed-out attempt, not a second one after the timeout', async () => {
+    const { createServer } = await import('node:http')
+    let connections = 0
+    const server = createServer((req) => void req.resume()) // never answers
+    server.on('connection', () => connections++)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hang`
+    const transport = nodeTransport({ allowPrivateNetworks: true })
+    try {
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const controller = new AbortController()
+        const timer = setTimeout(() => controller.abort(new Error('timed out')), 100)
+        await expect(transport({ url, headers: { 'content-type': 'application/json' }, body: '{}', signal: controller.signal, timeoutMs: 100, maxResponseBytes: 100 }))
+          .rejects.toThrow('timed out')
+        clearTimeout(timer)
+        // Aborted through a signal, undici's client connected again for the aborted request right away
+        // (nodejs/undici#5845): two connections per attempt within a few milliseconds.
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        expect(connections).toBe(attempt)
+      }
+    } finally {
+      await transport.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
 })
 
 describe('createNodeWebhooks()', () => {

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { Agent, request } from 'undici'
+import { Agent, request, type Dispatcher } from 'undici'
 import { addressReason, checkUrlPolicy, type Transport, type UrlPolicy } from 'cotwebhook'
 import { pinnedLookup, UnsafeDestinationError, type Resolver } from './pinned-lookup.js'
 
@@ -76,13 +76,18 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
       // The socket resolves again, so this stops names that point inward, not a rebinding in between.
       await new Promise<void>((resolve, reject) => lookup(hostname, { all: true }, (error) => (error ? reject(error) : resolve())))
     }
-    const response = await request(req.url, {
-      method: 'POST',
-      headers: req.headers,
-      body: req.body,
-      signal: req.signal,
-      dispatcher: agent,
-    })
+    const response = await (req.timeoutMs === undefined || !PINS_LOOKUP
+      ? request(req.url, { method: 'POST', headers: req.headers, body: req.body, signal: req.signal, dispatcher: agent })
+      : timed(req.timeoutMs, req.signal, request(req.url, {
+        method: 'POST',
+        headers: req.headers,
+        body: req.body,
+        // undici times the request out itself: aborting it through a signal makes its client connect
+        // again for the aborted request (nodejs/undici#5845), a second TCP connection per timed-out attempt.
+        headersTimeout: req.timeoutMs,
+        bodyTimeout: req.timeoutMs,
+        dispatcher: agent,
+      })))
     const headers = response.headers
     if (headers['content-length'] === '0' || response.statusCode === 204) {
       // Nothing to read (the common answer): release the connection without iterating.
@@ -92,22 +97,59 @@ export function nodeTransport(options: NodeTransportOptions = {}): NodeTransport
     let body = ''
     let bytes = 0
     const decoder = new TextDecoder()
-    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-      const room = req.maxResponseBytes - bytes
-      if (chunk.byteLength >= room) {
-        body += decoder.decode(chunk.subarray(0, room))
-        // Enough kept: stop reading and let the connection go rather than drain a huge body.
-        response.body.destroy()
-        break
+    // A body that trickles in past the attempt's timeout is cut there (undici's body timeout is per chunk).
+    const cut = () => response.body.destroy(req.signal.reason)
+    req.signal.addEventListener('abort', cut, { once: true })
+    try {
+      for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+        const room = req.maxResponseBytes - bytes
+        if (chunk.byteLength >= room) {
+          body += decoder.decode(chunk.subarray(0, room))
+          // Enough kept: stop reading and let the connection go rather than drain a huge body.
+          response.body.destroy()
+          break
+        }
+        bytes += chunk.byteLength
+        body += decoder.decode(chunk, { stream: true })
       }
-      bytes += chunk.byteLength
-      body += decoder.decode(chunk, { stream: true })
+    } finally {
+      req.signal.removeEventListener('abort', cut)
     }
     body += decoder.decode()
     return { status: response.statusCode, header: (name) => headerValue(headers, name), body }
   }
   // Bun's built-in undici has no Agent#close.
   return Object.assign(send, { close: async () => void (await (agent as { close?: () => Promise<void> }).close?.()) })
+}
+
+/**
+ * The response, or the signal's reason once it aborts: the attempt ends on time, and the request itself
+ * ends at undici's own timeout (to the millisecond up to 1 s, within about a second beyond), with no
+ * second connection. A response that comes after the attempt gave up is dropped.
+ */
+function timed(timeoutMs: number, signal: AbortSignal, pending: Promise<Dispatcher.ResponseData>): Promise<Dispatcher.ResponseData> {
+  if (signal.aborted) {
+    void pending.then((late) => late.body.dump(), () => {})
+    return Promise.reject(signal.reason)
+  }
+  return new Promise((resolve, reject) => {
+    const gaveUp = () => {
+      void pending.then((late) => late.body.dump(), () => {})
+      reject(signal.reason ?? new Error(`no response within ${timeoutMs} ms`))
+    }
+    signal.addEventListener('abort', gaveUp, { once: true })
+    pending.then(
+      (response) => {
+        signal.removeEventListener('abort', gaveUp)
+        if (signal.aborted) return void response.body.dump()
+        resolve(response)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', gaveUp)
+        reject(error)
+      },
+    )
+  })
 }
 
 // Node's undici hands `connect.lookup` to the socket; Bun's built-in undici does not.
