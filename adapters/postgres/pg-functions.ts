@@ -375,13 +375,17 @@ export function functionStatements(t: Tables, channel: string): string[] {
           LEFT JOIN LATERAL (SELECT d.seq, d.next_attempt_at AS due, d.lease_until FROM ${t.deliveries} d
             WHERE d.webhook_id = c.webhook_id AND d.state = 'pending' ORDER BY d.seq LIMIT 1) h ON true
         ), judged AS (
+          -- The heads were read in this statement's snapshot, taken before the queue rows were locked: a
+          -- settle that committed in between may have finished or passed on the head. The queue row is
+          -- current (locked), so a lease it does not count (nothing out) is one that has ended.
           SELECT heads.*, CASE WHEN seq IS NULL THEN NULL ELSE GREATEST(
-            CASE WHEN lease_until IS NULL THEN due ELSE GREATEST(due, lease_until + 1) END,
+            CASE WHEN lease_until IS NULL OR out = 0 THEN due ELSE GREATEST(due, lease_until + 1) END,
             CASE WHEN out - (CASE WHEN lease_until IS NULL THEN 0 ELSE 1 END) > 0 AND out_until >= p_now THEN out_until + 1 ELSE due END) END AS avail
           FROM heads
         ), leased AS (
+          -- Only a head still as it was read: pending, its lease unchanged (rechecked on the current row).
           UPDATE ${t.deliveries} d SET lease_token = p_token || ':' || d.seq, lease_until = until FROM judged j
-          WHERE d.seq = j.seq AND j.avail <= p_now
+          WHERE d.seq = j.seq AND j.avail <= p_now AND d.state = 'pending' AND d.lease_until IS NOT DISTINCT FROM j.lease_until
           RETURNING d.seq, j.webhook_id AS wid, j.lease_until AS was
         ), moved AS (
           -- Out until its lease ends, unless a settle hands the queue on sooner.
