@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: every benchmark, each a ratio against a baseline measured in the same run, printed
- * as a table and written to bench/results.json (`--out <file>` to write elsewhere, `--quick` for a
- * small smoke run). `npm run bench -- peers backlog` runs the named steps only and replaces their
- * results in the file, keeping the others. These are not tests: nothing here passes or fails on a number.
+ * as a table and written to .tmp/bench/results.json (`--update` writes the committed bench/results.json
+ * instead, `--out <file>` anywhere, `--quick` runs a small smoke). `npm run bench -- peers backlog`
+ * runs the named steps only and replaces their results in the file, keeping the others. These are not tests: nothing here passes or fails on a number.
  */
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { backlogClaimBench, backlogDrainBench } from './backlog.js'
 import { deadEndpointInstancesBench, deadEndpointWritesBench } from './dead-endpoint.js'
@@ -18,8 +19,13 @@ import { matcherBench } from './matcher.js'
 import { fairnessCostBench, floodBench, hangingBench } from './neighbours.js'
 import { peersBench, peersLatencyBench } from './peers.js'
 
+// A run leaves the committed figures alone unless asked (`--update`): results go to .tmp/ by default.
 const outIndex = process.argv.indexOf('--out')
-const out = outIndex > 0 ? process.argv[outIndex + 1]! : fileURLToPath(new URL('./results.json', import.meta.url))
+const committed = fileURLToPath(new URL('./results.json', import.meta.url))
+const out = outIndex > 0
+  ? process.argv[outIndex + 1]!
+  : process.argv.includes('--update') ? committed : fileURLToPath(new URL('../.tmp/bench/results.json', import.meta.url))
+mkdirSync(dirname(out), { recursive: true })
 
 // The targets of the performance issue, to say beside each figure whether it was met.
 const TARGETS: Record<string, { text: string; met: (r: Result) => boolean }> = {

@@ -220,3 +220,27 @@ export class WebhookVerificationError extends WebhookError {
     super('verification_failed', 401, message, options)
   }
 }
+
+/**
+ * A host's company resolver (`webhookApi` or `webhookConsole`'s `company` option) returned something
+ * that is not a company id. The host's configuration, not the caller's: answered 500, and reported
+ * through `onError` with the value it returned.
+ *
+ * @example
+ * ```ts
+ * webhookApi(hooks, { company: (c) => companyIdFor(tenantOf(c)), onError: (e) => log.error(e) })
+ * ```
+ */
+export class CompanyResolverError extends Error {
+  /** What the resolver returned. */
+  readonly value: unknown
+
+  constructor(where: string, value: unknown) {
+    super(
+      `${where}: options.company returned ${JSON.stringify(value)}, which is not a company id (a 24-hex ObjectId); ` +
+        'map your tenant keys to ObjectIds, for example with companyIdFor(key)',
+    )
+    this.name = 'CompanyResolverError'
+    this.value = value
+  }
+}

@@ -35,7 +35,7 @@ export { webCryptoSigner } from './signer.js'
 export type { Signer } from './signer.js'
 export type { FetchLike, Transport, TransportRequest, TransportResponse } from './transport.js'
 export { toLog } from './log.js'
-export { objectId } from './object-id.js'
+export { companyIdFor, objectId } from './object-id.js'
 export {
   AttemptSchema,
   CodeSchema,
@@ -68,6 +68,7 @@ export type {
 export { CONTEXT_FIELDS, EVENT_NAMES, EVENT_TYPES, TRIGGERS, TRIGGER_NAMES, contextApplies, triggerOf } from './triggers.js'
 export type { ContextField, EventName, EventType, Trigger, TriggerRow } from './triggers.js'
 export {
+  CompanyResolverError,
   ConflictError,
   EventTooLargeError,
   InvalidJsonError,

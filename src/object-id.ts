@@ -32,3 +32,19 @@ export function objectId(now: number = Date.now()): string {
   }
   return prefix + counter.toString(16).padStart(6, '0')
 }
+
+/**
+ * A company id (an ObjectId) for a tenant key of the host's own, for hosts whose tenants are not keyed
+ * by ObjectIds: the first 12 bytes of the key's SHA-256, as hex. The same key gives the same id on
+ * every instance and runtime; keep the mapping if you ever need to go back from the id.
+ *
+ * @example
+ * ```ts
+ * webhookApi(hooks, { company: (c) => companyIdFor(tenantOf(c)) }) // 'acme' -> '…24 hex…'
+ * ```
+ */
+export async function companyIdFor(key: string): Promise<string> {
+  if (typeof key !== 'string' || key === '') throw new TypeError('companyIdFor: the tenant key must be a non-empty string')
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(key)))
+  return Array.from(digest.subarray(0, 12), (b) => b.toString(16).padStart(2, '0')).join('')
+}

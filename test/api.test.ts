@@ -1,6 +1,6 @@
 import { Hono } from 'hono'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { objectId, type Webhooks } from 'cotwebhook'
+import { CompanyResolverError, companyIdFor, objectId, type Webhooks } from 'cotwebhook'
 import { webhookApi } from 'cotwebhook/hono'
 import { COMPANY, OTHER_COMPANY, TASK_GROUP, closeAll, engine, taskEvent } from './helpers/fixtures.js'
 import { apiApp } from './helpers/api-app.js'
@@ -139,11 +139,25 @@ describe('authentication', () => {
     expect((await host.request('/api/v3/webhook/subscription')).status).toBe(401)
   })
 
-  it('answers 401, not 400, when the credentials map to something that is not a company id', async () => {
-    const odd = new Hono().route('/', webhookApi(hooks, { company: () => 'acme' }))
+  it('reports a company resolver that returns something other than a company id as the host’s bug', async () => {
+    const reported: unknown[] = []
+    const odd = new Hono().route('/', webhookApi(hooks, { company: () => 'acme', onError: (error) => reported.push(error) }))
     const res = await odd.request('/webhook/subscription')
-    expect(res.status).toBe(401)
-    expect((await res.json()).error).toEqual({ code: 'unauthorized', message: 'the credentials map to no valid company' })
+    // Not the caller's fault: a 500 that says nothing of the host's setup, and the whole story to onError.
+    expect(res.status).toBe(500)
+    expect((await res.json()).error).toEqual({ code: 'internal', message: 'internal error' })
+    expect(reported).toHaveLength(1)
+    expect(reported[0]).toBeInstanceOf(CompanyResolverError)
+    expect((reported[0] as Error).message).toBe(
+      'webhookApi: options.company returned "acme", which is not a company id (a 24-hex ObjectId); map your tenant keys to ObjectIds, for example with companyIdFor(key)',
+    )
+    // The way out: a stable ObjectId per tenant key, the same on every call.
+    const mapped = new Hono().route('/', webhookApi(hooks, { company: () => companyIdFor('acme') }))
+    expect((await mapped.request('/webhook/subscription')).status).toBe(200)
+    expect(await companyIdFor('acme')).toMatch(/^[0-9a-f]{24}$/)
+    expect(await companyIdFor('acme')).toBe(await companyIdFor('acme'))
+    expect(await companyIdFor('acme')).not.toBe(await companyIdFor('globex'))
+    await expect(companyIdFor('')).rejects.toThrow('companyIdFor: the tenant key must be a non-empty string')
   })
 
   it('answers 401 when the request maps to no company', async () => {

@@ -5,7 +5,7 @@ import { createCsrf, openApiDocument, webhookApi, webhookConsole } from 'cotwebh
 import type { Webhooks } from 'cotwebhook'
 import { COMPANY, OTHER_COMPANY, TASK_GROUP, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
 
-const SESSIONS: Record<string, string> = { a: COMPANY, b: OTHER_COMPANY }
+const SESSIONS: Record<string, string> = { a: COMPANY, b: OTHER_COMPANY, odd: 'acme' }
 let hooks: Webhooks
 let app: Hono
 const errors: unknown[] = []
@@ -54,6 +54,16 @@ describe('webhookConsole', () => {
     expect(page.headers.get('content-security-policy')).toContain("form-action 'self'")
     expect(page.headers.get('cache-control')).toBe('no-store')
     expect(page.text).not.toMatch(/<script|<link|https?:\/\/(?!127)/)
+  })
+
+  it('shows a 500 page and reports the host’s resolver when it maps a session to something that is not a company id', async () => {
+    const res = await get('/admin/hooks', 'odd')
+    expect(res.status).toBe(500)
+    expect(res.text).toContain('Something went wrong')
+    expect(res.text).not.toContain('acme')
+    expect(errors).toHaveLength(1)
+    expect((errors[0] as Error).message).toMatch(/^webhookConsole: options\.company returned "acme", which is not a company id/)
+    errors.length = 0
   })
 
   it('refuses a form without a valid CSRF token, from another company, or too old, and changes nothing', async () => {

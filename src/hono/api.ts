@@ -2,7 +2,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import * as v from 'valibot'
 import type { Webhooks } from '../engine.js'
-import { InvalidJsonError, PayloadTooLargeError, UnauthorizedError } from '../errors.js'
+import { CompanyResolverError, InvalidJsonError, PayloadTooLargeError, UnauthorizedError } from '../errors.js'
 import { OBJECT_ID } from '../model.js'
 import { parse } from '../validate.js'
 import { errorResponse } from './errors.js'
@@ -12,7 +12,8 @@ import { openApiDocument } from './openapi.js'
 export interface WebhookApiOptions {
   /**
    * The caller's company (an ObjectId) from the request, e.g. from its bearer token. Returning
-   * nothing answers 401. Every route is scoped to this company: other companies' ids are 404.
+   * nothing answers 401; returning something that is not an ObjectId is the host's bug: 500, and a
+   * {@link CompanyResolverError} to `onError` (map other tenant keys with `companyIdFor`). Every route is scoped to this company: other companies' ids are 404.
    */
   company: (c: Context) => string | undefined | null | Promise<string | undefined | null>
   /** Largest accepted request body in bytes (413 beyond). Default 65 536. */
@@ -77,7 +78,8 @@ export function webhookApi(hooks: Webhooks | ((c: Context) => Webhooks), options
   const companyScope: MiddlewareHandler<ApiEnv> = async function companyScope(c, next) {
     const company = await options.company(c)
     if (!company) throw new UnauthorizedError()
-    if (!OBJECT_ID.test(company)) throw new UnauthorizedError('the credentials map to no valid company')
+    // Not the caller's fault but the host's resolver: a 500, told to onError with what it returned.
+    if (typeof company !== 'string' || !OBJECT_ID.test(company)) throw new CompanyResolverError('webhookApi', company)
     c.set('company', company)
     await next()
   }

@@ -17,7 +17,13 @@ const CHROMIUM = '/usr/bin/chromium'
 const required = process.env.COTWEBHOOK_REQUIRE_BROWSER === '1'
 const available = existsSync(CHROMIUM)
 if (required && !available) throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium package`)
-const docs = new URL('../../docs/', import.meta.url).pathname
+if (!available) console.warn(`delivery console in Chromium: skipped, no ${CHROMIUM}; install Debian's chromium package to run it`)
+// The screenshots go to .tmp/ so a test run leaves the tree as it was; COTWEBHOOK_UPDATE_SCREENSHOTS=1
+// writes the copies docs/ shows.
+const docs = process.env.COTWEBHOOK_UPDATE_SCREENSHOTS === '1'
+  ? new URL('../../docs/', import.meta.url).pathname
+  : new URL('../../.tmp/screenshots/', import.meta.url).pathname
+mkdirSync(docs, { recursive: true })
 const TOKEN = 'demo-token-acme'
 const COMPANY = DEMO_TOKENS[TOKEN]!
 const TASK_GROUP = '6261612a8f1e99002e5c8cce'

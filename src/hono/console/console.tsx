@@ -1,7 +1,7 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import type { Webhooks } from '../../engine.js'
-import { ConflictError, NotFoundError, UnsafeUrlError, ValidationError, WebhookError } from '../../errors.js'
+import { CompanyResolverError, ConflictError, NotFoundError, UnsafeUrlError, ValidationError, WebhookError } from '../../errors.js'
 import { OBJECT_ID, type COTWebhook, type COTWebhookLog } from '../../model.js'
 import { toLog } from '../../log.js'
 import { CONTEXT_FIELDS, TRIGGER_NAMES, type ContextField, type Trigger } from '../../triggers.js'
@@ -121,7 +121,9 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
 
   const scope: MiddlewareHandler<ConsoleEnv> = async function consoleScope(c, next) {
     const company = await options.company(c)
-    if (!company || !OBJECT_ID.test(company)) {
+    // Not the visitor's fault but the host's resolver: told to onError, a 500 page.
+    if (company && (typeof company !== 'string' || !OBJECT_ID.test(company))) throw new CompanyResolverError('webhookConsole', company)
+    if (!company) {
       const link = options.loginUrl ? { href: options.loginUrl, label: 'Sign in' } : undefined
       return c.html(<MessagePage ctx={shell} heading="Sign in needed" message="These pages need a signed-in company." link={link} />, 401)
     }
