@@ -107,8 +107,8 @@ const WebhookInputObject = v.strictObject({
 /** What `registry.create` accepts. Unknown fields are refused, so typos surface. */
 export const WebhookInputSchema = plainObject(WebhookInputObject, 'must be an object')
 
-/** The input of `registry.create`. */
-export type WebhookInput = v.InferInput<typeof WebhookInputObject>
+// The input of `registry.create`: typed by trigger in input-types.ts.
+export type { WebhookInput } from './input-types.js'
 
 const WebhookPatchObject = v.strictObject({
   name: v.optional(NameSchema),
@@ -125,8 +125,8 @@ const WebhookPatchObject = v.strictObject({
 /** What `registry.update` accepts: any subset of the editable fields, plus `__v` to guard against lost updates. */
 export const WebhookPatchSchema = plainObject(WebhookPatchObject, 'must be an object')
 
-/** The input of `registry.update`. */
-export type WebhookPatch = v.InferInput<typeof WebhookPatchObject>
+// The input of `registry.update`: typed in input-types.ts.
+export type { WebhookPatch } from './input-types.js'
 
 /**
  * Checks the context against its trigger: a field that does not filter the trigger must be `""`.
@@ -194,8 +194,8 @@ const EmitInputObject = v.object({
 /** What `emit()` accepts: a COTEvent whose `diff`, `extraData` and `createdAt` may be left out. */
 export const EmitInputSchema = plainObject(EmitInputObject, 'must be an object')
 
-/** The input of `emit()`. */
-export type EmitInput = v.InferInput<typeof EmitInputObject>
+// The input of `emit()`: a union over `type` in input-types.ts.
+export type { EmitInput } from './input-types.js'
 
 const LogoutExtraSchema = v.object({
   extraData: v.object({ userId: ObjectIdSchema, timestamp: v.number('must be a number (epoch time)') }),

@@ -9,6 +9,7 @@ import {
   createWebhooks,
   toEvent,
   type COTWebhook,
+  type EmitInput,
   type Trigger,
   type WebhookInput,
   type Webhooks,
@@ -507,7 +508,7 @@ describe('unknown and missing fields', () => {
     it(`a create without ${field} is refused: "${field}: is required"`, async () => {
       const body: Record<string, unknown> = { ...input() }
       delete body[field]
-      const error = await expectInvalid(() => hooks.registry.create(COMPANY, body as WebhookInput), field, `${field}: is required`)
+      const error = await expectInvalid(() => hooks.registry.create(COMPANY, body as unknown as WebhookInput), field, `${field}: is required`)
       expect(error.fields).toEqual({ [field]: [`${field}: is required`] })
       expect(await count()).toBe(0)
     })
@@ -807,7 +808,7 @@ describe('toEvent and emit', () => {
   it('emit() refuses an invalid event with the same ValidationError and delivers nothing', async () => {
     const webhook = await create({ url: 'http://127.0.0.1:9/hook' })
     await expectInvalid(
-      () => hooks.emit({ company: COMPANY, type: 'COTTask', event: 'create', data: { _id: TASK } }),
+      () => hooks.emit({ company: COMPANY, type: 'COTTask', event: 'create', data: { _id: TASK } } as unknown as EmitInput),
       'data.taskGroup',
       'data.taskGroup: must be an ObjectId (create-edit-delete-task webhooks filter on context.taskGroup)',
     )

@@ -117,6 +117,7 @@ describe.skipIf(!available)('delivery console in Chromium', () => {
       await expect(page.locator('#response').textContent()).resolves.toBe('pump controller offline')
       await expect(page.locator('#event').textContent()).resolves.toContain('Replace the valve')
       await page.screenshot({ path: `${docs}console-delivery.png`, fullPage: true })
+      const deliveryUrl = page.url()
 
       // Resend it once the receiver is back: a new delivery, which succeeds.
       receiver.respond(() => ({ status: 204 }))
@@ -151,10 +152,36 @@ describe.skipIf(!available)('delivery console in Chromium', () => {
       await expect(page.locator('table tbody tr').first().textContent()).resolves.toMatch(/Work orders.*work_orders.*create-edit-delete-task.*active/)
       await page.screenshot({ path: `${docs}console-list.png`, fullPage: true })
       expect(existsSync(`${docs}console-list.png`)).toBe(true)
+
+      // The same pages on a phone (390 px): nothing wider than the screen; wide tables scroll in
+      // their own box, the header wraps with Sign out inside it.
+      const phone = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 390, height: 844 } })
+      try {
+        const small = await phone.newPage()
+        await signIn(small)
+        for (const [name, url] of [['list', `${base}/console`], ['webhook', webhookUrl], ['delivery', deliveryUrl]] as const) {
+          await small.goto(url)
+          const overflow = await small.evaluate(() => {
+            const width = document.documentElement.clientWidth
+            // Elements sticking out past the right edge, outside a box that scrolls them.
+            const out = [...document.querySelectorAll('body *')].filter((el) => {
+              for (let up = el.parentElement; up; up = up.parentElement) if (getComputedStyle(up).overflowX !== 'visible') return false
+              return el.getBoundingClientRect().right > width + 0.5
+            })
+            return { page: document.documentElement.scrollWidth - width, elements: out.map((el) => `${el.tagName.toLowerCase()}.${el.className}`).slice(0, 5) }
+          })
+          expect(overflow, name).toEqual({ page: 0, elements: [] })
+          const signOut = await small.locator('header button:has-text("Sign out")').boundingBox()
+          expect(signOut!.x + signOut!.width, name).toBeLessThanOrEqual(390)
+          await small.screenshot({ path: `${docs}console-${name}-phone.png`, fullPage: true })
+        }
+      } finally {
+        await phone.close()
+      }
     } finally {
       await context.close()
     }
-  }, 60_000)
+  }, 90_000)
 
   it('shows a script tag in any field, a response or event data as text, never runs it', async () => {
     const xss = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'

@@ -259,7 +259,7 @@ export function WebhookPage(props: {
           <dt>State</dt><dd><ActiveBadge active={webhook.isActive} /> <span class="muted">version {webhook.__v}</span></dd>
           <dt>Health</dt>
           <dd>
-            {health.consecutiveFailures} failed deliveries in a row · last success {health.lastSuccessAt ? time(new Date(health.lastSuccessAt).toISOString()) : 'none seen'} · circuit {health.circuit}
+            {health.consecutiveFailures} failed {health.consecutiveFailures === 1 ? 'delivery' : 'deliveries'} in a row · last success {health.lastSuccessAt ? time(new Date(health.lastSuccessAt).toISOString()) : 'none seen'} · circuit {health.circuit}
           </dd>
         </dl>
       </div>

@@ -36,4 +36,14 @@ dl{display:grid;grid-template-columns:160px 1fr;gap:4px 12px;margin:0}dt{color:#
 .pages{margin:10px 0;display:flex;gap:12px}
 .muted{color:#5b6475}
 svg text{font:11px system-ui,sans-serif;fill:#5b6475}
+@media (max-width:700px){
+header{flex-wrap:wrap;gap:6px 16px;padding:10px 12px}
+main{padding:14px 12px 36px}
+table{display:block;overflow-x:auto;max-width:100%}
+td.url{min-width:200px}
+dl{grid-template-columns:1fr}dt{margin-top:6px}
+.field input[type=text],.field input[type=url],.field select,.field textarea{max-width:100%}
+pre{max-width:100%}
+svg{max-width:100%;height:auto}
+}
 `
