@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -76,6 +76,13 @@ describe('npm pack', () => {
     const { stdout } = await run(process.execPath, ['check.mjs'], { cwd: dir, timeout: 30_000 })
     // The adapters load without their drivers installed: they import them only when used.
     expect(JSON.parse(stdout)).toEqual({ type: 'COTUser', state: 'succeeded', hono: ['function', 'function'], stores: ['function', 'function', 'function', 'function'] })
+
+    // The README's quickstart, pasted into the new project as it says: it prints what it says it prints.
+    const readme = await readFile(join(root, 'README.md'), 'utf8')
+    const quickstart = readme.match(/^```js runnable\n([\s\S]*?)^```/m)![1]!
+    await writeFile(join(dir, 'quickstart.mjs'), quickstart)
+    const { stdout: printed } = await run(process.execPath, ['quickstart.mjs'], { cwd: dir, timeout: 30_000 })
+    expect(printed.trim().split('\n')).toEqual(['received COTUser create Ada', 'logged 204 succeeded 1 attempt(s)'])
 
     await writeFile(join(dir, 'typed.ts'), typed)
     await writeFile(
