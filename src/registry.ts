@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import * as v from 'valibot'
-import { ConflictError, NotFoundError, ValidationError } from './errors.js'
+import { ConflictError, NotFoundError, UnsafeUrlError, ValidationError } from './errors.js'
 import {
   ObjectIdSchema,
   PageSchema,
@@ -152,8 +152,30 @@ const MAX_RETIRING = 3
  * const { webhook, secret } = await registry.create(company, { name, code, trigger, url })
  * ```
  */
+/**
+ * Parses a webhook input; when other fields are refused, a refused URL is named in the same answer
+ * (its policy is checked after the schema otherwise, so a form showed its URL error only once the rest
+ * was right).
+ */
+function parseWithUrlPolicy<TSchema extends v.GenericSchema>(schema: TSchema, input: unknown, policy: UrlPolicy): v.InferOutput<TSchema> {
+  try {
+    return parse(schema, input, 'webhook')
+  } catch (error) {
+    const url = (input as { url?: unknown } | null)?.url
+    if (!(error instanceof ValidationError) || error.fields.url || typeof url !== 'string') throw error
+    try {
+      checkUrl(url, policy)
+    } catch (refused) {
+      if (!(refused instanceof UnsafeUrlError)) throw error
+      throw new ValidationError(`${error.message}; ${refused.message}`, { ...error.fields, url: [refused.message] }, { cause: error })
+    }
+    throw error
+  }
+}
+
 export function createRegistry(options: RegistryOptions): RegistryInternals {
   const { store, urlPolicy, onChange } = options
+  const parseWithUrl = <TSchema extends v.GenericSchema>(schema: TSchema, input: unknown) => parseWithUrlPolicy(schema, input, urlPolicy)
   const signer = options.signer ?? webCryptoSigner
   const now = options.now ?? Date.now
   const defaultOverlapMs = options.secretOverlapMs ?? 86_400_000
@@ -197,7 +219,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
   return {
     async create(company, input) {
       objectIdArgument(company, 'company')
-      const fields = parse(WebhookInputSchema, input, 'webhook')
+      const fields = parseWithUrl(WebhookInputSchema, input)
       const context = { survey: '', group: '', taskGroup: '', ...fields.context }
       checkContext(fields.trigger, context)
       checkUrl(fields.url, urlPolicy)
@@ -237,7 +259,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     },
 
     async update(company, id, input) {
-      const patch = parse(WebhookPatchSchema, input, 'webhook')
+      const patch = parseWithUrl(WebhookPatchSchema, input)
       const { __v: expected, context, ...fields } = patch
       return write(
         company,

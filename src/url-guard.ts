@@ -92,7 +92,10 @@ export function checkUrl(url: string, policy: UrlPolicy = {}): URL {
     throw new UnsafeUrlError(url, 'is not an absolute URL', { cause })
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new UnsafeUrlError(url, `scheme ${parsed.protocol.slice(0, -1)} is not allowed (http or https only)`)
+    // `localhost:4000/x` parses as scheme `localhost`: a host and port written without a scheme.
+    const hostAndPort = /^[a-z0-9.-]+:\d+(\/|$)/i.test(url)
+    const hint = hostAndPort ? `; did you mean ${policy.httpsOnly ? 'https' : 'http'}://${url}?` : ''
+    throw new UnsafeUrlError(url, `scheme ${parsed.protocol.slice(0, -1)} is not allowed (http or https only)${hint}`)
   }
   if (policy.httpsOnly && parsed.protocol !== 'https:') {
     throw new UnsafeUrlError(url, 'scheme http is not allowed: this sender delivers over https only')

@@ -17,6 +17,7 @@ beforeEach(() => {
     company: (c) => SESSIONS[c.req.header('x-session') ?? ''],
     basePath: '/admin/hooks',
     loginUrl: '/sign-in',
+    logoutUrl: '/sign-out',
     csrfSecret: 'test-secret',
     onError: (e) => errors.push(e),
   }))
@@ -46,10 +47,14 @@ const token = async (session = 'a') => csrfOf((await get('/admin/hooks/new', ses
 describe('webhookConsole', () => {
   it('answers 401 with a sign-in link without a company, and sends its security headers', async () => {
     const anonymous = await get('/admin/hooks', '')
+    // Nothing to navigate to, nothing to sign out of: a visitor not signed in sees the way in only.
+    expect(anonymous.text).not.toContain('New webhook')
+    expect(anonymous.text).not.toContain('Sign out')
     expect(anonymous.status).toBe(401)
     expect(anonymous.text).toContain('href="/sign-in"')
     const page = await get('/admin/hooks')
     expect(page.status).toBe(200)
+    expect(page.text).toContain('Sign out')
     expect(page.headers.get('content-security-policy')).toContain("default-src 'none'")
     expect(page.headers.get('content-security-policy')).toContain("form-action 'self'")
     expect(page.headers.get('cache-control')).toBe('no-store')
@@ -64,6 +69,16 @@ describe('webhookConsole', () => {
     expect(errors).toHaveLength(1)
     expect((errors[0] as Error).message).toMatch(/^webhookConsole: options\.company returned "acme", which is not a company id/)
     errors.length = 0
+  })
+
+  it('asks before rotating a secret: the webhook page links to a confirmation, which holds the only form', async () => {
+    const { webhook } = await hooks.registry.create(COMPANY, { name: 'R', code: 'r', trigger: 'create-edit-delete-user', url: 'https://example.com/h' })
+    const plain = await get(`/admin/hooks/w/${webhook._id}`)
+    expect(plain.text).toContain(`href="/admin/hooks/w/${webhook._id}?confirm=rotate"`)
+    expect(plain.text).not.toContain(`action="/admin/hooks/w/${webhook._id}/rotate"`)
+    const asking = await get(`/admin/hooks/w/${webhook._id}?confirm=rotate`)
+    expect(asking.text).toContain('Rotate the signing secret?')
+    expect(asking.text).toContain(`action="/admin/hooks/w/${webhook._id}/rotate"`)
   })
 
   it('refuses a form without a valid CSRF token, from another company, or too old, and changes nothing', async () => {

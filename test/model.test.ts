@@ -552,6 +552,14 @@ describe('url', () => {
     expect(stored.__v).toBe(0)
   })
 
+  it('a refused url is named beside the other refused fields, not only once they are right', async () => {
+    const error = (await hooks.registry.create(COMPANY, input({ code: 'Bad Code', url: 'localhost:4000/hooks' })).catch((e: unknown) => e)) as ValidationError
+    expect(error).toBeInstanceOf(ValidationError)
+    expect(Object.keys(error.fields).sort()).toEqual(['code', 'url'])
+    expect(error.fields.url).toEqual(['url: scheme localhost is not allowed (http or https only); did you mean http://localhost:4000/hooks?'])
+    expect(await count()).toBe(0)
+  })
+
   it('an absolute url is stored as given', async () => {
     expect((await create({ url: 'https://hooks.example.com/cotalker?x=1' })).url).toBe('https://hooks.example.com/cotalker?x=1')
   })

@@ -33,6 +33,8 @@ describe('schemes and credentials are refused whatever the policy', () => {
     ['ftp://example.com/hook', 'scheme ftp is not allowed (http or https only)'],
     ['javascript:alert(1)', 'scheme javascript is not allowed (http or https only)'],
     ['file:///etc/passwd', 'scheme file is not allowed (http or https only)'],
+    ['localhost:4000/x', 'scheme localhost is not allowed (http or https only); did you mean http://localhost:4000/x?'],
+    ['hooks.example.com:8443', 'scheme hooks.example.com is not allowed (http or https only); did you mean http://hooks.example.com:8443?'],
     ['ws://example.com/hook', 'scheme ws is not allowed (http or https only)'],
     ['https://user:secret@example.com/hook', 'credentials in the URL are not allowed'],
     ['https://user@example.com/hook', 'credentials in the URL are not allowed'],

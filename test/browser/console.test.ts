@@ -135,7 +135,11 @@ describe.skipIf(!available)('delivery console in Chromium', () => {
       await page.screenshot({ path: `${docs}console-webhook.png`, fullPage: true })
 
       // Rotate the secret: a new one is shown, and it is the one the registry now signs with first.
-      await page.click('button:has-text("Rotate secret")')
+      // It asks first: nothing changes until the confirmation is sent.
+      await page.click('a:has-text("Rotate secret")')
+      await expect(page.locator('#confirm-rotate').textContent()).resolves.toContain('Rotate the signing secret?')
+      expect(await hooks.registry.secret(COMPANY, webhookUrl.split('/').pop()!)).toBe(firstSecret)
+      await page.click('button:has-text("Rotate the secret now")')
       const rotated = (await page.locator('#secret').textContent())!
       expect(rotated).toMatch(/^whsec_/)
       expect(rotated).not.toBe(firstSecret)

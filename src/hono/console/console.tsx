@@ -125,7 +125,7 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
     if (company && (typeof company !== 'string' || !OBJECT_ID.test(company))) throw new CompanyResolverError('webhookConsole', company)
     if (!company) {
       const link = options.loginUrl ? { href: options.loginUrl, label: 'Sign in' } : undefined
-      return c.html(<MessagePage ctx={shell} heading="Sign in needed" message="These pages need a signed-in company." link={link} />, 401)
+      return c.html(<MessagePage ctx={shell} heading="Sign in needed" message="These pages need a signed-in company." link={link} bare />, 401)
     }
     const binding = `${company}|${(options.session ? await options.session(c) : '') ?? ''}`
     c.set('company', company)
@@ -221,7 +221,7 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
     const recoverFrom = next && until && ISO.test(next) && ISO.test(until) ? { since: next, until } : undefined
     const since = new Date(Date.now() - 86_400_000).toISOString().slice(0, 16)
     return c.html(
-      <WebhookPage ctx={c.var.page} webhook={webhook} health={health} logs={logs} chartLogs={chart} count={count} page={page} pages={Math.max(1, Math.ceil(count / PAGE_SIZE))} notice={notice(c)} secret={secret} recoverSince={since} recoverNext={recoverFrom} />,
+      <WebhookPage ctx={c.var.page} webhook={webhook} health={health} logs={logs} chartLogs={chart} count={count} page={page} pages={Math.max(1, Math.ceil(count / PAGE_SIZE))} notice={notice(c)} secret={secret} confirmRotate={c.req.query('confirm') === 'rotate'} recoverSince={since} recoverNext={recoverFrom} />,
     )
   })
 

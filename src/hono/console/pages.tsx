@@ -25,7 +25,8 @@ export interface PageContext {
   logoutUrl?: string
 }
 
-export function Layout({ ctx, heading, children }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl' | 'logoutUrl'>; heading: string; children?: Child }) {
+/** The page frame; `bare` (for a visitor not signed in) leaves out the links and the sign-out button. */
+export function Layout({ ctx, heading, children, bare = false }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl' | 'logoutUrl'>; heading: string; children?: Child; bare?: boolean }) {
   return (
     <>
     {raw('<!DOCTYPE html>')}
@@ -39,10 +40,10 @@ export function Layout({ ctx, heading, children }: { ctx: Pick<PageContext, 'bas
       <body>
         <header>
           <strong>{ctx.title}</strong>
-          <a href={ctx.base || "/"}>Webhooks</a>
-          <a href={`${ctx.base}/new`}>New webhook</a>
-          {ctx.openApiUrl ? <a href={ctx.openApiUrl}>API (OpenAPI)</a> : null}
-          {ctx.logoutUrl ? (
+          {bare ? null : <a href={ctx.base || "/"}>Webhooks</a>}
+          {bare ? null : <a href={`${ctx.base}/new`}>New webhook</a>}
+          {!bare && ctx.openApiUrl ? <a href={ctx.openApiUrl}>API (OpenAPI)</a> : null}
+          {!bare && ctx.logoutUrl ? (
             <form method="post" action={ctx.logoutUrl} style="margin-left:auto">
               <button type="submit" class="secondary">Sign out</button>
             </form>
@@ -234,6 +235,8 @@ export function WebhookPage(props: {
   pages: number
   notice?: string | undefined
   secret?: string | undefined
+  /** Asking to confirm a secret rotation. */
+  confirmRotate?: boolean
   recoverSince: string
   /** Where a recover that stopped at its limit goes on from. */
   recoverNext?: { since: string; until: string } | undefined
@@ -243,6 +246,15 @@ export function WebhookPage(props: {
   return (
     <Layout ctx={ctx} heading={webhook.name}>
       {props.notice ? <p class="notice" role="status">{props.notice}</p> : null}
+      {props.confirmRotate ? (
+        <div class="error-box" role="alert" id="confirm-rotate">
+          <p style="margin:0 0 8px">
+            Rotate the signing secret? Receivers must switch to the new one: the old one keeps signing beside it
+            for the overlap (24 h by default), then stops.
+          </p>
+          <ActionForm ctx={ctx} action={`${self}/rotate`} label="Rotate the secret now" kind="danger" /> <a href={self}>Cancel</a>
+        </div>
+      ) : null}
       {props.secret ? (
         <div class="secret" role="status">
           Signing secret: <code id="secret">{props.secret}</code>
@@ -267,7 +279,7 @@ export function WebhookPage(props: {
         <a class="button secondary" href={`${self}/edit`}>Edit</a>
         <ActionForm ctx={ctx} action={`${self}/active`} label={webhook.isActive ? 'Deactivate' : 'Activate'} fields={{ isActive: String(!webhook.isActive) }} />
         <a class="button secondary" href={`${self}?show=secret`}>Show secret</a>
-        <ActionForm ctx={ctx} action={`${self}/rotate`} label="Rotate secret" kind="danger" />
+        <a class="button danger" href={`${self}?confirm=rotate`}>Rotate secret</a>
         {webhook.isActive ? <ActionForm ctx={ctx} action={`${self}/test`} label="Send test event" /> : null}
       </div>
       <h2>Deliveries over time</h2>
@@ -361,9 +373,9 @@ export function DeliveryPage({ ctx, webhook, log, notice }: { ctx: PageContext; 
   )
 }
 
-export function MessagePage({ ctx, heading, message, link }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl' | 'logoutUrl'>; heading: string; message: string; link?: { href: string; label: string } | undefined }) {
+export function MessagePage({ ctx, heading, message, link, bare = false }: { ctx: Pick<PageContext, 'base' | 'title' | 'openApiUrl' | 'logoutUrl'>; heading: string; message: string; link?: { href: string; label: string } | undefined; bare?: boolean }) {
   return (
-    <Layout ctx={ctx} heading={heading}>
+    <Layout ctx={ctx} heading={heading} bare={bare}>
       <p class="error-box" role="alert">{message}</p>
       {link ? <p><a href={link.href}>{link.label}</a></p> : null}
     </Layout>

@@ -29,6 +29,7 @@ form.inline{display:inline}
 .field .hint{color:#5b6475;font-size:12px}
 .field .err{color:#a21d12;font-size:13px;margin:3px 0 0}
 .field.invalid input,.field.invalid select{border-color:#d0392b}
+.field input[readonly]{background:#eef0f4;color:#5b6475;border-style:dashed}
 button,.button{display:inline-block;padding:5px 12px;border:1px solid #2155c4;background:#2155c4;color:#fff;border-radius:3px;font:inherit;cursor:pointer;text-decoration:none}
 button.secondary,.button.secondary{background:#fff;color:#2155c4}
 button.danger{background:#fff;color:#a21d12;border-color:#a21d12}
