@@ -71,6 +71,18 @@ describe('webhookConsole', () => {
     errors.length = 0
   })
 
+  it('marks test events, and says a pending delivery past its time is in line rather than late', async () => {
+    const { webhook } = await hooks.registry.create(COMPANY, { name: 'T', code: 't', trigger: 'create-edit-delete-user', url: 'https://example.com/h' })
+    await hooks.emit({ company: COMPANY, type: 'COTUser', event: 'edit', data: { _id: COMPANY } })
+    await hooks.sendTest(COMPANY, webhook._id)
+    const page = await get(`/admin/hooks/w/${webhook._id}`)
+    // Nothing delivers here (dispatch is off): both wait, due.
+    const rows = page.text.split('<tr data-delivery=').slice(1)
+    expect(rows).toHaveLength(2)
+    expect(rows.filter((row) => row.includes('>test</span>'))).toHaveLength(1)
+    expect(rows.every((row) => row.includes('due, in line'))).toBe(true)
+  })
+
   it('asks before rotating a secret: the webhook page links to a confirmation, which holds the only form', async () => {
     const { webhook } = await hooks.registry.create(COMPANY, { name: 'R', code: 'r', trigger: 'create-edit-delete-user', url: 'https://example.com/h' })
     const plain = await get(`/admin/hooks/w/${webhook._id}`)

@@ -77,6 +77,23 @@ export function StateBadge({ state }: { state: string }) {
   return <span class={`badge ${kind}`}>{state}</span>
 }
 
+/** Marks a delivery of a test event (sent from the console or `sendTest`), so it is not taken for a real one. */
+export function TestBadge({ log }: { log: COTWebhookLog }) {
+  const extra = log.event.extraData as { test?: unknown } | null
+  return extra?.test === true ? <> <span class="badge off" title="A test event, not a real change">test</span></> : null
+}
+
+/**
+ * When a pending delivery goes next. Due already but still pending: it is in line (behind the delivery
+ * ahead of it on an ordered webhook, or waiting for a send slot), not late.
+ */
+export function NextAttempt({ log, now = Date.now() }: { log: COTWebhookLog; now?: number }) {
+  if (log.state === 'pending' && log.nextAttemptAt && Date.parse(log.nextAttemptAt) <= now) {
+    return <span title={`Due since ${time(log.nextAttemptAt)}; it goes once the delivery ahead of it is done`}>due, in line</span>
+  }
+  return <>{time(log.nextAttemptAt)}</>
+}
+
 export function ActiveBadge({ active }: { active: boolean }) {
   return <span class={`badge ${active ? 'ok' : 'off'}`}>{active ? 'active' : 'inactive'}</span>
 }
@@ -126,7 +143,7 @@ export function ListPage(props: { ctx: PageContext; rows: ListRow[]; count: numb
       ) : (
         <table>
           <thead>
-            <tr><th>Name</th><th>Code</th><th>Trigger</th><th>Context</th><th>URL</th><th>Active</th><th>Success</th><th>Last status</th><th>Failures in a row</th></tr>
+            <tr><th>Name</th><th>Code</th><th>Trigger</th><th>Context</th><th>URL</th><th>Active</th><th>Success</th><th>Last status</th><th title="Deliveries that ran out of attempts, in a row (a delivery still retrying is not counted yet)">Deliveries failed in a row</th></tr>
           </thead>
           <tbody>
             {rows.map(({ webhook, health, successRate, lastStatus }) => (
@@ -314,11 +331,11 @@ export function WebhookPage(props: {
             {props.logs.map((log) => (
               <tr data-delivery={log._id}>
                 <td><a href={`${self}/d/${log._id}`}>{time(log.createdAt)}</a></td>
-                <td>{`${log.event.type} ${log.event.event}`}</td>
+                <td>{`${log.event.type} ${log.event.event}`}<TestBadge log={log} /></td>
                 <td><StateBadge state={log.state} /></td>
                 <td class="num">{log.status ?? '—'}</td>
                 <td class="num">{log.attempts.length}</td>
-                <td>{time(log.nextAttemptAt)}</td>
+                <td><NextAttempt log={log} /></td>
                 <td class="num">{log.durationMs === null ? '—' : `${log.durationMs} ms`}</td>
                 <td><code>{log.response.length > 80 ? `${log.response.slice(0, 80)}…` : log.response}</code></td>
                 <td>{webhook.isActive && log.state !== 'pending' ? <ActionForm ctx={ctx} action={`${self}/d/${log._id}/resend`} label="Resend" /> : null}</td>
@@ -347,7 +364,7 @@ export function DeliveryPage({ ctx, webhook, log, notice }: { ctx: PageContext; 
           <dt>State</dt><dd><StateBadge state={log.state} /></dd>
           <dt>Status</dt><dd>{log.status ?? '—'}</dd>
           <dt>Created</dt><dd>{time(log.createdAt)}</dd>
-          <dt>Next attempt</dt><dd>{time(log.nextAttemptAt)}</dd>
+          <dt>Next attempt</dt><dd><NextAttempt log={log} /></dd>
           <dt>Event</dt><dd>{`${log.event.type} ${log.event.event}`}</dd>
         </dl>
       </div>
