@@ -83,6 +83,15 @@ describe('webhookConsole', () => {
     expect(rows.every((row) => row.includes('due, in line'))).toBe(true)
   })
 
+  it('charts deliveries of the same second as one bar, not spread over the axis', async () => {
+    const { webhook } = await hooks.registry.create(COMPANY, { name: 'C', code: 'c', trigger: 'create-edit-delete-user', url: 'https://example.com/h' })
+    for (let i = 0; i < 3; i++) await hooks.emit({ company: COMPANY, type: 'COTUser', event: 'edit', data: { _id: COMPANY, n: i } })
+    const page = await get(`/admin/hooks/w/${webhook._id}`)
+    const bars = page.text.match(/<rect class="bar-pending"[^>]*>/g) ?? []
+    expect(bars).toHaveLength(1)
+    expect(page.text).toContain('<title>3 pending</title>')
+  })
+
   it('asks before rotating a secret: the webhook page links to a confirmation, which holds the only form', async () => {
     const { webhook } = await hooks.registry.create(COMPANY, { name: 'R', code: 'r', trigger: 'create-edit-delete-user', url: 'https://example.com/h' })
     const plain = await get(`/admin/hooks/w/${webhook._id}`)

@@ -1,8 +1,8 @@
 import { Hono, type Context } from 'hono'
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
-import { html } from 'hono/html'
+import { html, raw } from 'hono/html'
 import { createWebhooks, type EmitInput, type Webhooks } from 'cotwebhook'
-import { errorResponse, webhookApi, webhookConsole, webhooks, type WebhooksVariables } from 'cotwebhook/hono'
+import { consoleStylesheet, errorResponse, webhookApi, webhookConsole, webhooks, type WebhooksVariables } from 'cotwebhook/hono'
 import { Domain, EVENT_TYPE, type Kind } from './domain.js'
 
 /** Bearer tokens of the demo companies (override with COTWEBHOOK_TOKENS="token=companyId,…"). */
@@ -51,10 +51,14 @@ export function createHostApp(options: HostOptions = {}) {
     return (!site || site === 'same-origin' || site === 'none') && (!origin || origin === new URL(c.req.url).origin)
   }
   app.get('/login', (c) =>
-    c.html(html`<!doctype html><meta charset="utf-8"><title>Sign in</title>
-<form method="post" action="/login" style="font:14px system-ui;margin:40px">
-<label>Token <input name="token" placeholder="demo-token-acme"></label> <button>Sign in</button>
-<p>Demo tokens: ${Object.keys(tokens).join(', ')}</p></form>`),
+    c.html(html`<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · Example host</title><style>${raw(consoleStylesheet)}</style>
+<header><strong>Example host · webhooks</strong></header>
+<main><h1>Sign in</h1>
+<form method="post" action="/login" class="card">
+<div class="field"><label for="token">Token</label><input type="text" id="token" name="token" placeholder="demo-token-acme">
+<div class="hint">Demo tokens: ${Object.keys(tokens).join(', ')}</div></div>
+<button type="submit">Sign in</button></form></main></html>`),
   )
   app.post('/login', async (c) => {
     // A sign-in posted from another site would sign the visitor into someone else's company.

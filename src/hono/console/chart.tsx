@@ -19,12 +19,24 @@ interface Slice {
   durations: number[]
 }
 
-/** Groups deliveries into equal time slices between the oldest and the newest. */
+// The shortest time the chart spans: a few deliveries of the same second are one bar, not twelve.
+const MIN_SPAN_MS = 60_000
+
+/**
+ * Groups deliveries into equal time slices between the oldest and the newest, over a minute at least
+ * (ending at the newest).
+ *
+ * @example
+ * ```ts
+ * slices(logs).map((s) => s.succeeded) // [0, 0, …, 3]: three deliveries of one second
+ * ```
+ */
 export function slices(logs: readonly COTWebhookLog[], count = SLICES): Slice[] {
   if (!logs.length) return []
   const times = logs.map((log) => Date.parse(log.createdAt))
-  const from = Math.min(...times)
-  const span = Math.max(1, Math.max(...times) - from + 1)
+  const to = Math.max(...times)
+  const from = Math.min(Math.min(...times), to - MIN_SPAN_MS + 1)
+  const span = to - from + 1
   const result: Slice[] = Array.from({ length: count }, (_, i) => ({ start: from + (span * i) / count, succeeded: 0, failed: 0, pending: 0, durations: [] }))
   logs.forEach((log, i) => {
     const slice = result[Math.min(count - 1, Math.floor(((times[i]! - from) / span) * count))]!

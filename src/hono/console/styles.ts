@@ -1,4 +1,13 @@
-/** The console's whole stylesheet, inlined in every page: no external fonts, scripts or files. */
+/**
+ * The console's whole stylesheet, inlined in every page: no external fonts, scripts or files. Exported
+ * (as `consoleStylesheet` from `cotwebhook/hono`) so a host's own pages beside the console, such as its
+ * sign-in page, can look the same.
+ *
+ * @example
+ * ```ts
+ * c.html(`<style>${consoleStylesheet}</style><header><strong>Sign in</strong></header><main>…</main>`)
+ * ```
+ */
 export const CONSOLE_CSS = `
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2433;background:#f5f6f8}
