@@ -92,6 +92,23 @@ describe('webhookConsole', () => {
     expect(page.text).toContain('<title>3 pending</title>')
   })
 
+  it('links a delivery and its resend both ways', async () => {
+    const { webhook } = await hooks.registry.create(COMPANY, { name: 'L', code: 'l', trigger: 'create-edit-delete-user', url: 'https://example.com/h' })
+    const { deliveries: [original] } = await hooks.emit({ company: COMPANY, type: 'COTUser', event: 'edit', data: { _id: COMPANY } })
+    await hooks.emit({ company: COMPANY, type: 'COTUser', event: 'edit', data: { _id: COMPANY, other: true } })
+    await new Promise((resolve) => setTimeout(resolve, 2)) // the resend is made a moment later
+    const { deliveries: [resent] } = await hooks.resend(COMPANY, original!.id)
+    const first = await get(`/admin/hooks/w/${webhook._id}/d/${original!.id}`)
+    expect(first.text).toContain('Sent again as')
+    expect(first.text).toContain(`href="/admin/hooks/w/${webhook._id}/d/${resent!.id}"`)
+    expect(first.text).not.toContain('A resend of')
+    const again = await get(`/admin/hooks/w/${webhook._id}/d/${resent!.id}`)
+    expect(again.text).toContain('A resend of')
+    expect(again.text).toContain(`href="/admin/hooks/w/${webhook._id}/d/${original!.id}"`)
+    // The other event of the same webhook is no copy.
+    expect(again.text.match(/\/d\/[0-9a-f]{24}"/g)).toHaveLength(1)
+  })
+
   it('asks before rotating a secret: the webhook page links to a confirmation, which holds the only form', async () => {
     const { webhook } = await hooks.registry.create(COMPANY, { name: 'R', code: 'r', trigger: 'create-edit-delete-user', url: 'https://example.com/h' })
     const plain = await get(`/admin/hooks/w/${webhook._id}`)

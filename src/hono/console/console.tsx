@@ -282,7 +282,12 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
 
   app.get('/w/:id/d/:deliveryId', async (c) => {
     const { webhook, log } = await delivery(c)
-    return c.html(<DeliveryPage ctx={c.var.page} webhook={webhook} log={log} notice={notice(c)} />)
+    // A resend carries the same event (its body, to the millisecond of createdAt): found among the
+    // webhook's recent deliveries, so the original and its resends link to each other.
+    const body = JSON.stringify(log.event)
+    const { logs: recent } = await engine(c).listLogs(c.var.company, webhook._id, { limit: 100, page: 1 })
+    const copies = recent.filter((other) => other._id !== log._id && JSON.stringify(other.event) === body)
+    return c.html(<DeliveryPage ctx={c.var.page} webhook={webhook} log={log} notice={notice(c)} copies={copies} />)
   })
 
   app.post('/w/:id/d/:deliveryId/resend', async (c) => {

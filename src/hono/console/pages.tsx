@@ -353,7 +353,11 @@ export function WebhookPage(props: {
   )
 }
 
-export function DeliveryPage({ ctx, webhook, log, notice }: { ctx: PageContext; webhook: COTWebhook; log: COTWebhookLog; notice?: string | undefined }) {
+/**
+ * One delivery. `copies` are the webhook's other recent deliveries of the same event: resends of this
+ * one (later) and the one this resends (earlier), linked both ways.
+ */
+export function DeliveryPage({ ctx, webhook, log, notice, copies = [] }: { ctx: PageContext; webhook: COTWebhook; log: COTWebhookLog; notice?: string | undefined; copies?: COTWebhookLog[] }) {
   const self = `${ctx.base}/w/${webhook._id}`
   return (
     <Layout ctx={ctx} heading={`Delivery ${log._id}`}>
@@ -365,7 +369,13 @@ export function DeliveryPage({ ctx, webhook, log, notice }: { ctx: PageContext; 
           <dt>Status</dt><dd>{log.status ?? '—'}</dd>
           <dt>Created</dt><dd>{time(log.createdAt)}</dd>
           <dt>Next attempt</dt><dd><NextAttempt log={log} /></dd>
-          <dt>Event</dt><dd>{`${log.event.type} ${log.event.event}`}</dd>
+          <dt>Event</dt><dd>{`${log.event.type} ${log.event.event}`}<TestBadge log={log} /></dd>
+          {copies.some((c) => c.createdAt < log.createdAt) ? (
+            <><dt>A resend of</dt><dd id="resend-of">{copies.filter((c) => c.createdAt < log.createdAt).map((c) => <a href={`${self}/d/${c._id}`}>{time(c.createdAt)} </a>)}</dd></>
+          ) : null}
+          {copies.some((c) => c.createdAt > log.createdAt) ? (
+            <><dt>Sent again as</dt><dd id="resent-as">{copies.filter((c) => c.createdAt > log.createdAt).map((c) => <a href={`${self}/d/${c._id}`}>{time(c.createdAt)} </a>)}</dd></>
+          ) : null}
         </dl>
       </div>
       <div class="bar actions">{webhook.isActive && log.state !== 'pending' ? <ActionForm ctx={ctx} action={`${self}/d/${log._id}/resend`} label="Resend" kind="" /> : null}</div>
