@@ -3,10 +3,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
+import { PG_URL, postgresAvailable } from './helpers/postgres.js'
 
 const run = promisify(execFile)
 const root = new URL('..', import.meta.url).pathname
+const pgUp = await postgresAvailable('npm pack: the PostgreSQL guide from the tarball')
 let dir = ''
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true })
@@ -83,6 +86,36 @@ describe('npm pack', () => {
     await writeFile(join(dir, 'quickstart.mjs'), quickstart)
     const { stdout: printed } = await run(process.execPath, ['quickstart.mjs'], { cwd: dir, timeout: 30_000 })
     expect(printed.trim().split('\n')).toEqual(['received COTUser create Ada', 'logged 204 succeeded 1 attempt(s)'])
+
+    // Then the durable stores, as docs/getting-started.md shows them, with their drivers installed beside
+    // (linked from this checkout's node_modules: better-sqlite3 is already built there).
+    await run('npm', ['install', join(root, 'node_modules/pg'), join(root, 'node_modules/better-sqlite3'), '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir })
+    const guide = await readFile(join(root, 'docs/getting-started.md'), 'utf8')
+    const blocks = [...guide.matchAll(/^```js runnable( postgres)?\n([\s\S]*?)^```/gm)].map((m) => ({ postgres: Boolean(m[1]), code: m[2]! }))
+    expect(blocks.map((b) => b.postgres)).toEqual([true, false])
+    for (const [i, block] of blocks.entries()) {
+      if (block.postgres && !pgUp) continue
+      const database = `cw_pack_${process.pid}_${i}`
+      const admin = block.postgres ? new pg.Pool({ connectionString: PG_URL, max: 1 }) : undefined
+      try {
+        const env: NodeJS.ProcessEnv = { ...process.env }
+        if (admin) {
+          await admin.query(`CREATE DATABASE ${database}`)
+          const url = new URL(PG_URL)
+          url.pathname = `/${database}`
+          env.DATABASE_URL = url.toString()
+        }
+        await writeFile(join(dir, `guide${i}.mjs`), block.code)
+        const { stdout: out } = await run(process.execPath, [`guide${i}.mjs`], { cwd: dir, env, timeout: 30_000 })
+        expect(out).toMatch(/^received /m)
+        expect(out).toMatch(/^logged succeeded$/m)
+      } finally {
+        if (admin) {
+          await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+          await admin.end()
+        }
+      }
+    }
 
     await writeFile(join(dir, 'typed.ts'), typed)
     await writeFile(
