@@ -68,9 +68,9 @@ export interface WebhooksOptions extends UrlPolicy {
   rateLimit?: RateLimitOptions
   /**
    * An attempt still waiting for its answer after `afterMs` (1 000) — or after `fullAfterMs` (50) while
-   * every send slot is taken and work waits for one — gives its send slot back and waits in a lane of `slots` (`concurrency`)
-   * of its own, where one host may hold half: endpoints that hang do not hold the slots healthy ones are
-   * answered in. `false`: every attempt keeps its slot.
+   * every send slot is taken and work waits for one — gives its send slot back and waits in a lane of
+   * `slots` (`concurrency`) of its own, where one host may hold half: endpoints that hang do not hold
+   * the slots healthy ones are answered in. `false`: every attempt keeps its slot.
    */
   slowLane?: { afterMs?: number; fullAfterMs?: number; slots?: number } | false
   /** When a failing webhook is turned off. Default: after 50 deliveries exhausted in a row, or 5 days failing. */

@@ -6,8 +6,9 @@ import { keyedSlots } from './keyed-slots.js'
  * The send slots, in two lanes. Every attempt starts in the main lane (`concurrency` slots); one still
  * waiting for its answer after `slowAfterMs` moves to the slow lane, if that has room, and gives its
  * main slot to the next attempt — sooner, after `fullAfterMs`, while every main slot is taken or due
- * work waits for one: then another company's delivery, say, does not wait out a hanging endpoint. So endpoints that hang (until `timeoutMs`) hold the slow lane, not the
- * slots healthy endpoints answer in a millisecond from. A host may hold at most half the slow lane, so
+ * work waits for one: then another company's delivery, say, does not wait out a hanging endpoint. So
+ * endpoints that hang (until `timeoutMs`) hold the slow lane, not the slots healthy endpoints answer in
+ * a millisecond from. A host may hold at most half the slow lane, so
  * one dead receiver cannot fill it either; an attempt that finds no room stays in its main slot.
  */
 
@@ -59,8 +60,8 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
   let slow = 0
 
   // Attempts in a main slot, watched by one sweep a few times per threshold instead of a timer each
-  // (a timer per attempt cost several percent of a busy engine's throughput): an attempt counts as
-  // slow within a quarter of its threshold after crossing it.
+  // (two timer-list operations per request on the hot path): an attempt counts as slow within a
+  // quarter of the short threshold after crossing it.
   const watched = new Set<{ since: number; late: () => void }>()
   const tickMs = Math.max(5, Math.floor(fullAfterMs / 4))
   let sweeper: ReturnType<typeof setInterval> | undefined
