@@ -89,7 +89,9 @@ describe('npm pack', () => {
 
     // Then the durable stores, as docs/getting-started.md shows them, with their drivers installed beside
     // (linked from this checkout's node_modules: better-sqlite3 is already built there).
-    await run('npm', ['install', join(root, 'node_modules/pg'), join(root, 'node_modules/better-sqlite3'), '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir })
+    // --ignore-scripts: npm links a folder, and would otherwise rebuild better-sqlite3 inside this
+    // checkout's node_modules while other suites use it.
+    await run('npm', ['install', join(root, 'node_modules/pg'), join(root, 'node_modules/better-sqlite3'), '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir })
     const guide = await readFile(join(root, 'docs/getting-started.md'), 'utf8')
     const blocks = [...guide.matchAll(/^```js runnable( postgres)?\n([\s\S]*?)^```/gm)].map((m) => ({ postgres: Boolean(m[1]), code: m[2]! }))
     expect(blocks.map((b) => b.postgres)).toEqual([true, false])
