@@ -2,10 +2,9 @@ import { execFile } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { promisify } from 'node:util'
-import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { objectId } from 'cotwebhook'
-import { PG_URL, postgresAvailable } from './helpers/postgres.js'
+import { postgresAvailable, withDatabase } from './helpers/postgres.js'
 
 /**
  * The README and the pages of docs/ as a reader meets them: every relative link leads to a file (and
@@ -72,16 +71,7 @@ describe('the README and docs/', () => {
     mkdirSync(dir, { recursive: true })
     const script = join(dir, 'block.mjs')
     writeFileSync(script, block.code)
-    const database = `cw_docs_${objectId()}`
-    const admin = block.postgres ? new pg.Pool({ connectionString: PG_URL, max: 1 }) : undefined
-    try {
-      const env: NodeJS.ProcessEnv = { ...process.env }
-      if (admin) {
-        await admin.query(`CREATE DATABASE ${database}`)
-        const url = new URL(PG_URL)
-        url.pathname = `/${database}`
-        env.DATABASE_URL = url.toString()
-      }
+    const runBlock = async (env: NodeJS.ProcessEnv) => {
       const { stdout } = await run(process.execPath, ['--import', 'tsx', '--conditions=cotwebhook-source', script], { cwd: dir, env, timeout: 30_000 })
       // Each block receives its event, verified, and logs the delivery as succeeded.
       expect(stdout).toMatch(/^received /m)
@@ -90,12 +80,12 @@ describe('the README and docs/', () => {
         // What the README says the quickstart prints.
         expect(stdout.trim().split('\n')).toEqual(['received COTUser create Ada', 'logged 204 succeeded 1 attempt(s)'])
       }
+    }
+    try {
+      if (block.postgres) await withDatabase((url) => runBlock({ ...process.env, DATABASE_URL: url }))
+      else await runBlock(process.env)
     } finally {
       rmSync(dir, { recursive: true, force: true })
-      if (admin) {
-        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
-        await admin.end()
-      }
     }
   }, 60_000)
 })

@@ -3,9 +3,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
-import { PG_URL, postgresAvailable } from './helpers/postgres.js'
+import { postgresAvailable, withDatabase } from './helpers/postgres.js'
 
 const run = promisify(execFile)
 const root = new URL('..', import.meta.url).pathname
@@ -97,26 +96,14 @@ describe('npm pack', () => {
     expect(blocks.map((b) => b.postgres)).toEqual([true, false])
     for (const [i, block] of blocks.entries()) {
       if (block.postgres && !pgUp) continue
-      const database = `cw_pack_${process.pid}_${i}`
-      const admin = block.postgres ? new pg.Pool({ connectionString: PG_URL, max: 1 }) : undefined
-      try {
-        const env: NodeJS.ProcessEnv = { ...process.env }
-        if (admin) {
-          await admin.query(`CREATE DATABASE ${database}`)
-          const url = new URL(PG_URL)
-          url.pathname = `/${database}`
-          env.DATABASE_URL = url.toString()
-        }
-        await writeFile(join(dir, `guide${i}.mjs`), block.code)
+      await writeFile(join(dir, `guide${i}.mjs`), block.code)
+      const runGuide = async (env: NodeJS.ProcessEnv) => {
         const { stdout: out } = await run(process.execPath, [`guide${i}.mjs`], { cwd: dir, env, timeout: 30_000 })
         expect(out).toMatch(/^received /m)
         expect(out).toMatch(/^logged succeeded$/m)
-      } finally {
-        if (admin) {
-          await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
-          await admin.end()
-        }
       }
+      if (block.postgres) await withDatabase((url) => runGuide({ ...process.env, DATABASE_URL: url }))
+      else await runGuide(process.env)
     }
 
     await writeFile(join(dir, 'typed.ts'), typed)

@@ -32,3 +32,21 @@ export function schemaName(): string {
 export async function dropSchema(pool: pg.Pool, schema: string): Promise<void> {
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
 }
+
+/**
+ * Runs `work` with the URL of a database of its own (created now, dropped after), for a program that
+ * takes `DATABASE_URL` as a user's would: the docs' runnable blocks, the packed tarball's guide.
+ */
+export async function withDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {
+  const database = `cw_db_${process.pid}_${Math.random().toString(36).slice(2, 10)}`
+  const admin = new pg.Pool({ connectionString: PG_URL, max: 1 })
+  try {
+    await admin.query(`CREATE DATABASE ${database}`)
+    const url = new URL(PG_URL)
+    url.pathname = `/${database}`
+    return await work(url.toString())
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => {})
+    await admin.end()
+  }
+}
