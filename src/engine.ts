@@ -282,6 +282,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       if (delta > 0) dispatcher.freed()
     },
   }
+  const claiming = options.dispatch ?? true
   const dispatcher = createDispatcher({
     store,
     concurrency,
@@ -293,7 +294,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     waiting: () => waiting,
     onError,
     pollIntervalMs,
-    claiming: options.dispatch ?? true,
+    claiming,
   })
 
   // Other processes' writes: wake up for their deliveries, forget their webhooks' cached versions.
@@ -362,7 +363,9 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       if (!matched.length && idempotencyKey === undefined) return { eventId, deliveries: [] }
       const deliveries = matched.map((webhook) => ({ id: objectId(at), webhookId: webhook._id }))
       // Outside a host transaction, an engine that delivers takes what may go now in the same step.
-      const room = emitOptions.tx === undefined ? Math.min(dispatcher.room(), deliveries.length) : 0
+      // With no room it still asks (for none), so an ordered store can say which wait behind a delivery out.
+      const asking = emitOptions.tx === undefined && claiming
+      const room = asking ? Math.min(dispatcher.room(), deliveries.length) : 0
       const result = await store.enqueue({
         eventId,
         event,
@@ -370,13 +373,13 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
         now: at,
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(emitOptions.tx === undefined ? {} : { tx: emitOptions.tx }),
-        ...(room > 0 ? { claim: { owner, leaseMs, limit: room, ordered } } : {}),
+        ...(asking ? { claim: { owner, leaseMs, limit: room, ordered } } : {}),
       })
       if (!result.duplicate && result.deliveries.length) {
         // The deliveries will sign and send these bytes: serialise once.
         bodies.set(result.eventId, json)
         if (result.claimed?.length) dispatcher.adopt(result.claimed, at)
-        if ((result.claimed?.length ?? 0) < result.deliveries.length) dispatcher.kick()
+        if ((result.claimed?.length ?? 0) + (result.waiting ?? 0) < result.deliveries.length) dispatcher.kick()
       }
       return { eventId: result.eventId, deliveries: result.deliveries }
     },

@@ -83,6 +83,12 @@ export interface EnqueueResult {
   duplicate: boolean
   /** Deliveries of this enqueue leased to the claiming engine (when the input asked with `claim`). */
   claimed?: ClaimedDelivery[]
+  /**
+   * Of the deliveries not `claimed`, how many wait behind a delivery of their webhook that is out
+   * (ordered claims only): the settle of that one passes the queue on, so the emitting engine need not
+   * look for them. A store may leave it out; the engine then looks as usual.
+   */
+  waiting?: number
 }
 
 /** A delivery of one event to one webhook; it is also that webhook's COTWebhookLog. */

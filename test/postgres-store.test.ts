@@ -4,7 +4,7 @@ import { runStoreConformance } from 'cotwebhook/testing'
 import { postgresStore, type PostgresStore } from 'cotwebhook/postgres'
 import { COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
 import { PG_URL, dropSchema, postgresAvailable, schemaName } from './helpers/postgres.js'
-import { startReceiver, until } from './helpers/receiver.js'
+import { heldAnswers, startReceiver, until } from './helpers/receiver.js'
 
 const available = await postgresAvailable('postgres store suites')
 const pool = new pg.Pool({ connectionString: PG_URL, max: 12 })
@@ -86,6 +86,58 @@ describe.skipIf(!available)('PostgreSQL', () => {
         await until(async () => (await b.emit(taskEvent())).deliveries.length === 0, 15_000, 'b to see the deactivation')
       } finally {
         await closeAll()
+        await dispose(store)
+      }
+    })
+  })
+
+  describe('an ordered emit behind a delivery out', () => {
+    it('wakes nobody: the settle of the delivery out passes the queue on, and every one arrives in order', async () => {
+      const gate = heldAnswers()
+      const receiver = await startReceiver(() => gate.hold())
+      const store = await fresh()
+      const listener = new pg.Client({ connectionString: PG_URL })
+      try {
+        const schema = schemas.get(store)!
+        const heard: string[] = []
+        await listener.connect()
+        listener.on('notification', (n) => heard.push(n.payload ?? ''))
+        await listener.query(`LISTEN "cotwebhook_${schema}"`)
+        let claims = 0
+        const claim = store.claim.bind(store)
+        store.claim = (options) => (claims++, claim(options))
+        const waiting: Array<number | undefined> = []
+        const enqueue = store.enqueue.bind(store)
+        store.enqueue = async (input) => {
+          const result = await enqueue(input)
+          waiting.push(result.waiting)
+          return result
+        }
+        // No poll: only kicks and notifications make this engine claim.
+        const hooks = engine({ store, pollIntervalMs: 0 })
+        await hooks.registry.create(COMPANY, taskWebhook(receiver.url))
+        const ids = [(await hooks.emit(taskEvent(0))).deliveries[0]!.id]
+        await until(() => receiver.requests.length === 1, 15_000, 'the first delivery, leased at its emit')
+        claims = 0
+        heard.length = 0
+        waiting.length = 0
+        for (let n = 1; n <= 5; n++) ids.push((await hooks.emit(taskEvent(n))).deliveries[0]!.id)
+        // Notifications arrive in commit order: once this one is heard, any the emits sent has been too.
+        await pool.query(`SELECT pg_notify($1, 'sentinel')`, [`cotwebhook_${schema}`])
+        await until(() => heard.includes('sentinel'), 15_000, 'the sentinel notification')
+        expect(heard).toEqual(['sentinel'])
+        expect(waiting).toEqual([1, 1, 1, 1, 1])
+        expect(claims).toBe(0)
+        gate.open()
+        await until(() => receiver.requests.length === 6, 15_000, 'the five waiting deliveries')
+        expect(receiver.requests.map((r) => r.headers['webhook-id'])).toEqual(ids)
+        await hooks.drain()
+        expect(await store.openCount()).toBe(0)
+      } finally {
+        gate.open()
+        await listener.end()
+        await closeAll()
+        await receiver.close()
         await dispose(store)
       }
     })

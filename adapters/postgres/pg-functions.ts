@@ -37,6 +37,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
       r record;
       n_made int := 0;
       leased int := 0;
+      waited int := 0;
       new_ids text[] := ARRAY(SELECT d->>'id' FROM jsonb_array_elements(p_items) x, jsonb_array_elements(x->'deliveries') d);
       v_ordered boolean := COALESCE((p_claim->>'ordered')::boolean, true);
       until bigint := (p_claim->>'now')::bigint + (p_claim->>'leaseMs')::bigint;
@@ -121,7 +122,21 @@ export function functionStatements(t: Tables, channel: string): string[] {
           RETURN QUERY SELECT r.item, false, NULL::jsonb, NULL::jsonb, NULL::jsonb, r.id, r.lease_token;
         END LOOP;
       END IF;
-      IF n_made > leased THEN ${notify}; END IF;
+      IF n_made > leased AND p_claim IS NOT NULL AND v_ordered THEN
+        -- New deliveries behind one of their webhook's that is out: the settle of that one passes the
+        -- queue on, so nobody needs waking for them (the emitter is told how many, per item).
+        FOR r IN
+          SELECT (x.n - 1)::int AS item, count(*)::int AS n
+          FROM ${t.deliveries} d JOIN ${t.queues} qq ON qq.webhook_id = d.webhook_id
+            JOIN jsonb_array_elements(p_items) WITH ORDINALITY AS x(e, n) ON x.e->>'eventId' = d.event_id
+          WHERE d.id = ANY(new_ids) AND d.lease_token IS NULL AND qq.out > 0 AND qq.out_until >= (p_claim->>'now')::bigint
+          GROUP BY x.n
+        LOOP
+          waited := waited + r.n;
+          RETURN QUERY SELECT r.item, false, jsonb_build_object('waiting', r.n), NULL::jsonb, NULL::jsonb, NULL::text, NULL::text;
+        END LOOP;
+      END IF;
+      IF n_made > leased + waited THEN ${notify}; END IF;
     END $fn$`,
 
     // ---- enqueue inside the host's transaction: no queue row is locked until the host commits; the

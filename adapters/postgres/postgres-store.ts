@@ -111,6 +111,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         const result = results[row.i]!
         if (row.duplicate) results[row.i] = { ...(row.stored as EnqueueResult), duplicate: true }
         else if (row.token) (result.claimed ??= []).push(leasedAtEmit(inputs[row.i]!, row.id, row.token))
+        else if (row.stored?.waiting) result.waiting = row.stored.waiting as number
       }
       return results
     },
