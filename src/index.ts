@@ -20,6 +20,8 @@ export { applyEndpointReport, emptyEndpoint, endpointGate, refill, resetEndpoint
 export type { MemoryStoreOptions } from './memory-store.js'
 export { verifyWebhook, generateSecret, sign, importSecret, TIMESTAMP_TOLERANCE_SECONDS } from './signing.js'
 export type { HeadersLike } from './signing.js'
+export { generateSigningKey, publicKeyOf, signatureSchemeOf, importSigningKey, importPublicKey, SIGNING_KEY_PREFIX, PUBLIC_KEY_PREFIX } from './signing-keys.js'
+export type { SignatureScheme } from './signing-keys.js'
 export { createRegistry } from './registry.js'
 export type { DeliveryTarget, ListOptions, Registry, RegistryInternals, RegistryOptions, RotateSecretOptions } from './registry.js'
 export { createMatcher } from './matcher.js'

@@ -78,6 +78,8 @@ interface WebhookInputFor<T extends Trigger> {
   description?: string
   /** Default `true`. */
   isActive?: boolean
+  /** `'ed25519'` signs `v1a` with a `whsk_` key and gives receivers its `whpk_` public key. Default `'hmac-sha256'` (`v1`, a `whsec_` secret). */
+  signature?: 'hmac-sha256' | 'ed25519'
 }
 
 /**

@@ -94,6 +94,9 @@ export const WebhookSchema = v.object({
 /** A COTWebhook subscription. Secrets are never part of it. */
 export type COTWebhook = v.InferOutput<typeof WebhookSchema>
 
+/** How a webhook signs: `v1` HMAC-SHA256 under a `whsec_` secret, or `v1a` Ed25519 under a `whsk_` key. */
+export const SignatureSchemeSchema = v.picklist(['hmac-sha256', 'ed25519'], 'must be "hmac-sha256" or "ed25519"')
+
 const WebhookInputObject = v.strictObject({
   name: NameSchema,
   code: CodeSchema,
@@ -102,6 +105,8 @@ const WebhookInputObject = v.strictObject({
   context: v.optional(PartialContextSchema),
   description: v.optional(DescriptionSchema, ''),
   isActive: v.optional(BooleanSchema, true),
+  // How requests are signed: kept with the secrets, never part of the COTWebhook.
+  signature: v.optional(SignatureSchemeSchema, 'hmac-sha256'),
 })
 
 /** What `registry.create` accepts. Unknown fields are refused, so typos surface. */

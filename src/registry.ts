@@ -4,6 +4,7 @@ import { ConflictError, NotFoundError, UnsafeUrlError, ValidationError } from '.
 import {
   ObjectIdSchema,
   PageSchema,
+  SignatureSchemeSchema,
   WebhookInputSchema,
   WebhookPatchSchema,
   checkContext,
@@ -15,6 +16,7 @@ import {
 import { objectId } from './object-id.js'
 import { webCryptoSigner, type Signer } from './signer.js'
 import { generateSecret } from './signing.js'
+import { generateSigningKey, isSigningKey, importSigningKey, publicKeyOf, signatureSchemeOf, type SignatureScheme } from './signing-keys.js'
 import type { RetiringSecret, Store, StoredWebhook } from './store.js'
 import { checkUrl, type UrlPolicy } from './url-guard.js'
 import { parse } from './validate.js'
@@ -31,7 +33,10 @@ export interface ListOptions {
 
 /** The COTWebhook registry of an engine: every write is validated and versioned. */
 export interface Registry {
-  /** Creates a webhook; the secret is returned here once (later only through `secret`). */
+  /**
+   * Creates a webhook; the secret is returned here once (later only through `secret`). With
+   * `signature: 'ed25519'` it signs `v1a` and what is returned is its `whpk_` public key.
+   */
   create(company: string, input: WebhookInput): Promise<{ webhook: COTWebhook; secret: string }>
   /** One webhook of the company; {@link NotFoundError} otherwise. */
   get(company: string, id: string): Promise<COTWebhook>
@@ -39,11 +44,15 @@ export interface Registry {
   list(company: string, options?: ListOptions): Promise<{ webhooks: COTWebhook[]; count: number }>
   /** Applies a patch; with `__v`, fails with {@link ConflictError} if someone else updated first. */
   update(company: string, id: string, patch: WebhookPatch): Promise<COTWebhook>
-  /** The webhook's current signing secret. */
+  /**
+   * What a receiver verifies the webhook's requests with: its current `whsec_` secret, or the `whpk_`
+   * public key of its current Ed25519 signing key (the `whsk_` key itself never leaves the store).
+   */
   secret(company: string, id: string): Promise<string>
   /**
    * Replaces the signing secret. The old one keeps being used beside the new one (deliveries carry
-   * both signatures) for `overlapMs`, so receivers can switch without missing a delivery.
+   * both signatures) for `overlapMs`, so receivers can switch without missing a delivery. The
+   * returned `secret` is what receivers verify with (a `whpk_` public key for Ed25519).
    */
   rotateSecret(company: string, id: string, options?: RotateSecretOptions): Promise<{ secret: string; previousExpiresAt: number }>
 }
@@ -52,7 +61,9 @@ export interface Registry {
 export interface RotateSecretOptions {
   /** How long the old secret stays valid beside the new one. Default: the registry's `secretOverlapMs` (24 h). */
   overlapMs?: number
-  /** The new secret (`whsec_` + base64 of 24–64 bytes). Default: a new random one. */
+  /** The new key's kind: `'hmac-sha256'` (a `whsec_` secret) or `'ed25519'` (a `whsk_` key). Default: the current one's, or the given `secret`'s. */
+  signature?: SignatureScheme
+  /** The new secret (`whsec_` + base64 of 24–64 bytes) or Ed25519 signing key (`whsk_` + base64 of 64 bytes). Default: a new random one. */
   secret?: string
 }
 
@@ -118,20 +129,25 @@ export function validSecrets(record: StoredWebhook, now: number): { secrets: str
 
 const SecretSchema = v.pipe(
   v.string('must be a string'),
-  v.regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'must be whsec_ followed by base64'),
+  v.regex(/^wh(sec|sk)_[A-Za-z0-9+/]+={0,2}$/, 'must be whsec_ or whsk_ followed by base64'),
   v.check((value) => {
+    if (value.startsWith('whsk_')) return isSigningKey(value) || !/^whsk_[A-Za-z0-9+/]+={0,2}$/.test(value)
     if (!/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(value)) return true // already reported by the regex
     const bytes = Math.floor(((value.length - 6) * 3) / 4) - (value.match(/=+$/)?.[0].length ?? 0)
     return bytes >= 24 && bytes <= 64
-  }, 'must carry 24 to 64 bytes'),
+  }, 'must carry 24 to 64 bytes (whsec_) or 64 bytes (whsk_: the Ed25519 seed, then its public key)'),
 )
+
+/** A new key of `scheme`: a `whsec_` secret or a `whsk_` Ed25519 signing key. */
+const newKey = (scheme: SignatureScheme) => (scheme === 'ed25519' ? generateSigningKey() : Promise.resolve(generateSecret()))
 
 export const RotateOptionsSchema = plainObject(v.object({
   overlapMs: v.optional(
     v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(0, 'must be at least 0'), v.maxValue(2_592_000_000, 'must be at most 30 days (2592000000)')),
   ),
   secret: v.optional(SecretSchema),
-}), 'must be an object { overlapMs?, secret? }')
+  signature: v.optional(SignatureSchemeSchema),
+}), 'must be an object { overlapMs?, secret?, signature? }')
 
 const ListOptionsSchema = v.object({
   ...PageSchema.entries,
@@ -235,12 +251,12 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
         __v: 0,
         description: fields.description,
       }
-      const secret = generateSecret()
+      const secret = await newKey(fields.signature)
       if (!(await store.insertWebhook({ webhook, secrets: [secret] }))) {
         throw new ConflictError(`code: "${fields.code}" is already used by another webhook of this company`, 'code')
       }
       await changed(company, webhook._id, webhook)
-      return { webhook, secret }
+      return { webhook, secret: publicKeyOf(secret) }
     },
 
     async get(company, id) {
@@ -283,11 +299,23 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
     },
 
     async secret(company, id) {
-      return currentSecret(await load(company, id))
+      return publicKeyOf(currentSecret(await load(company, id)))
     },
 
     async rotateSecret(company, id, rotateOptions = {}) {
-      const { overlapMs = defaultOverlapMs, secret = generateSecret() } = parse(RotateOptionsSchema, rotateOptions, 'rotate options')
+      const parsed = parse(RotateOptionsSchema, rotateOptions, 'rotate options')
+      const { overlapMs = defaultOverlapMs } = parsed
+      if (parsed.secret && parsed.signature && signatureSchemeOf(parsed.secret) !== parsed.signature) {
+        throw ValidationError.field('secret', `secret: must be a ${parsed.signature === 'ed25519' ? 'whsk_' : 'whsec_'} key when signature is "${parsed.signature}"`)
+      }
+      if (parsed.secret?.startsWith('whsk_')) {
+        // Halves that do not belong together would sign what no receiver can verify.
+        await importSigningKey(parsed.secret).catch((cause: unknown) => {
+          const message = `secret: not a usable Ed25519 signing key (${(cause as Error).message})`
+          throw new ValidationError(message, { secret: [message] }, { cause })
+        })
+      }
+      const secret = parsed.secret ?? (await newKey(parsed.signature ?? signatureSchemeOf(currentSecret(await load(company, id)))))
       let previousExpiresAt = 0
       // A write like any other (the version moves on), so two rotations at once cannot lose a secret.
       await write(
@@ -313,7 +341,7 @@ export function createRegistry(options: RegistryOptions): RegistryInternals {
           return [secret, ...next]
         },
       )
-      return { secret, previousExpiresAt }
+      return { secret: publicKeyOf(secret), previousExpiresAt }
     },
 
     async target(company, id) {

@@ -1,9 +1,12 @@
+import { fromBase64, toBase64 } from './base64.js'
 import { WebhookVerificationError } from './errors.js'
 import type { COTEvent } from './model.js'
+import { PUBLIC_KEY_PREFIX, SIGNING_KEY_PREFIX, importPublicKey, importSigningKey } from './signing-keys.js'
 
 /**
  * Standard Webhooks signing on WebCrypto: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed by
- * the bytes of a `whsec_<base64>` secret. Several valid keys give several space-separated signatures.
+ * the bytes of a `whsec_<base64>` secret, and `v1a,<base64 Ed25519 signature>` under a `whsk_`
+ * signing key (see ./signing-keys.ts). Several valid keys give several space-separated signatures.
  */
 
 const SECRET_PREFIX = 'whsec_'
@@ -24,8 +27,17 @@ export function generateSecret(): string {
   return SECRET_PREFIX + toBase64(crypto.getRandomValues(new Uint8Array(32)))
 }
 
-/** The HMAC key of a secret, importable once and reused for every attempt of a delivery. */
+/**
+ * The signing key of a secret, importable once and reused for every attempt of a delivery: an HMAC
+ * key for a `whsec_` secret, an Ed25519 key for a `whsk_` signing key.
+ *
+ * @example
+ * ```ts
+ * const key = await importSecret('whsec_…') // key.algorithm.name === 'HMAC'
+ * ```
+ */
 export async function importSecret(secret: string): Promise<CryptoKey> {
+  if (secret.startsWith(SIGNING_KEY_PREFIX)) return importSigningKey(secret)
   const bytes = secretBytes(secret)
   return crypto.subtle.importKey('raw', bytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify'])
 }
@@ -41,8 +53,14 @@ export async function importSecret(secret: string): Promise<CryptoKey> {
  */
 export async function sign(keys: readonly CryptoKey[], id: string, timestamp: number, body: string): Promise<string> {
   const content = encoder.encode(`${id}.${timestamp}.${body}`)
-  const signatures = await Promise.all(keys.map((key) => crypto.subtle.sign('HMAC', key, content)))
-  return signatures.map((s) => `v1,${toBase64(new Uint8Array(s))}`).join(' ')
+  const signatures = await Promise.all(
+    keys.map(async (key) => {
+      const ed25519 = key.algorithm.name === 'Ed25519'
+      const signature = await crypto.subtle.sign(ed25519 ? 'Ed25519' : 'HMAC', key, content)
+      return `${ed25519 ? 'v1a' : 'v1'},${toBase64(new Uint8Array(signature))}`
+    }),
+  )
+  return signatures.join(' ')
 }
 
 /** Headers as a `Headers`, a plain object (Node's `IncomingHttpHeaders` included) or a getter. */
@@ -52,7 +70,8 @@ export type HeadersLike = Headers | Record<string, string | string[] | undefined
  * Verifies a received webhook and returns its COTEvent. Rejects with {@link WebhookVerificationError}
  * when a header is missing, the timestamp is more than 5 minutes off, or no signature matches.
  *
- * @param secret - the webhook's `whsec_…` secret (or several, during a rotation)
+ * @param secret - the webhook's `whsec_…` secret, or its `whpk_…` public key when it signs with
+ *   Ed25519 (`v1a`); several during a rotation, of either kind
  * @param headers - the request headers
  * @param body - the raw request body, exactly as received
  * @example
@@ -84,25 +103,35 @@ export async function verifyWebhook(
   const text = typeof body === 'string' ? body : new TextDecoder().decode(body)
   const content = encoder.encode(`${id}.${timestampText}.${text}`)
   const secrets = typeof secret === 'string' ? [secret] : secret
-  let keys: CryptoKey[]
-  try {
-    keys = await Promise.all(secrets.map(importSecret))
-  } catch (cause) {
-    throw new WebhookVerificationError('the secret is not a valid whsec_ secret', { cause })
-  }
+  const keys = await Promise.all(secrets.map(verifyingKey))
   for (const candidate of signatures.split(' ')) {
     const [version, value] = candidate.split(',', 2)
-    if (version !== 'v1' || !value) continue
-    let mac: Uint8Array<ArrayBuffer>
+    if ((version !== 'v1' && version !== 'v1a') || !value) continue
+    let signature: Uint8Array<ArrayBuffer>
     try {
-      mac = fromBase64(value)
+      signature = fromBase64(value)
     } catch {
       continue
     }
+    const algorithm = version === 'v1a' ? 'Ed25519' : 'HMAC'
     // subtle.verify compares in constant time.
-    for (const key of keys) if (await crypto.subtle.verify('HMAC', key, mac, content)) return JSON.parse(text) as COTEvent
+    for (const key of keys) {
+      if (key.algorithm.name === algorithm && (await crypto.subtle.verify(algorithm, key, signature, content))) return JSON.parse(text) as COTEvent
+    }
   }
   throw new WebhookVerificationError('no webhook-signature matches the secret')
+}
+
+/** The key a receiver verifies with: HMAC for `whsec_`, Ed25519 for `whpk_`; a `whsk_` is refused. */
+async function verifyingKey(secret: string): Promise<CryptoKey> {
+  if (secret.startsWith(SIGNING_KEY_PREFIX)) {
+    throw new WebhookVerificationError('a receiver verifies with the public key (whpk_…), never the signing key (whsk_…): keep that with the sender')
+  }
+  try {
+    return secret.startsWith(PUBLIC_KEY_PREFIX) ? await importPublicKey(secret) : await importSecret(secret)
+  } catch (cause) {
+    throw new WebhookVerificationError('the secret is not a valid whsec_ secret or whpk_ public key', { cause })
+  }
 }
 
 function header(headers: HeadersLike, name: string): string | undefined {
@@ -116,18 +145,5 @@ function secretBytes(secret: string): Uint8Array<ArrayBuffer> {
   const text = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret
   const bytes = fromBase64(text)
   if (bytes.length === 0) throw new RangeError('a whsec_ secret must not be empty')
-  return bytes
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let binary = ''
-  for (const b of bytes) binary += String.fromCharCode(b)
-  return btoa(binary)
-}
-
-function fromBase64(text: string): Uint8Array<ArrayBuffer> {
-  const binary = atob(text)
-  const bytes = new Uint8Array(binary.length)
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)
   return bytes
 }

@@ -1,7 +1,8 @@
 import { Miniflare } from 'miniflare'
 import { Webhook } from 'standardwebhooks'
 import { afterEach, describe, expect, it } from 'vitest'
-import { objectId } from 'cotwebhook'
+import * as ed from '@noble/ed25519'
+import { objectId, verifyWebhook } from 'cotwebhook'
 import { d1Store, type D1Like } from 'cotwebhook/cloudflare'
 import { workerScript } from '../scripts/edge-bundle.js'
 import { startReceiver, until, type Receiver } from './helpers/receiver.js'
@@ -69,6 +70,25 @@ describe('the example Worker in workerd (miniflare: D1, Queue, Cron)', () => {
     expect(log).toMatchObject({ _id: emitted.body.deliveries[0].id, status: 200, retry: 2, response: 'ok' })
     expect(log.attempts.map((a: { status: number }) => a.status)).toEqual([500, 500, 200])
     expect(receiver.requests).toHaveLength(3)
+  }, 60_000)
+
+  it('signs with Ed25519 (v1a) in workerd for a webhook created with signature ed25519: the whpk_ key verifies it, independently too', async () => {
+    receiver = await startReceiver()
+    const worker = start()
+    const created = await api(worker, 'POST', '/api/v3/webhook/subscription', {
+      name: 'Tasks', code: 'tasks', trigger: 'create-edit-delete-task', url: `${receiver.url}/hook`, signature: 'ed25519',
+    })
+    expect(created.status).toBe(201)
+    const publicKey = created.body.secret as string
+    expect(publicKey).toMatch(/^whpk_/)
+    await api(worker, 'POST', '/tasks', { name: 'Fix the pump', taskGroup: '6261612a8f1e99002e5c8cce' })
+    await until(() => receiver!.requests.length === 1, 20_000, 'the signed delivery')
+    const request = receiver.requests[0]!
+    expect(request.headers['webhook-signature']).toMatch(/^v1a,\S+$/)
+    expect((await verifyWebhook(publicKey, request.headers, request.body)).type).toBe('COTTask')
+    const bytesOf = (base64: string) => Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))
+    const content = new TextEncoder().encode(`${request.headers['webhook-id']}.${request.headers['webhook-timestamp']}.${request.body}`)
+    expect(await ed.verifyAsync(bytesOf(request.headers['webhook-signature']!.slice(4)), content, bytesOf(publicKey.slice(5)))).toBe(true)
   }, 60_000)
 
   it('works when its first request touches nothing (a 404 or a health check)', async () => {

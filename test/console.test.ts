@@ -132,6 +132,27 @@ describe('webhookConsole', () => {
     expect(created.location).toMatch(/^\/admin\/hooks\/w\/[0-9a-f]{24}\?done=created&show=secret$/)
   })
 
+  it('creates an Ed25519 webhook: the page shows its whpk_ public key as such; a bad choice is shown beside the field', async () => {
+    const fields = { name: 'E', code: 'e', trigger: 'create-edit-delete-user', url: 'https://example.com/h', isActive: 'true' }
+    expect((await get('/admin/hooks/new')).text).toContain('<option value="ed25519">Ed25519 (v1a, public key)</option>')
+    const bad = await post('/admin/hooks/new', { ...fields, signature: 'rsa', _csrf: await token() })
+    expect(bad.status).toBe(400)
+    expect(bad.text).toMatch(/id="signature-error"[^>]*>signature: must be &quot;hmac-sha256&quot; or &quot;ed25519&quot;/)
+    expect((await hooks.registry.list(COMPANY)).count).toBe(0)
+    const created = await post('/admin/hooks/new', { ...fields, signature: 'ed25519', _csrf: await token() })
+    expect(created.status).toBe(303)
+    const page = await get(created.location!)
+    const shown = page.text.match(/<code id="secret">([^<]+)<\/code>/)?.[1]
+    expect(shown).toMatch(/^whpk_/)
+    expect(page.text).toContain('Public key (Ed25519)')
+    const [webhook] = (await hooks.registry.list(COMPANY)).webhooks
+    expect(shown).toBe(await hooks.registry.secret(COMPANY, webhook!._id))
+    // The edit form has no signature field: the kind changes only at a rotation.
+    const edit = (await get(`/admin/hooks/w/${webhook!._id}/edit`)).text
+    expect(edit).toContain('name="url"')
+    expect(edit).not.toContain('name="signature"')
+  })
+
   it('shows validation errors beside their fields and keeps what was typed', async () => {
     const res = await post('/admin/hooks/new', {
       _csrf: await token(), name: '', code: 'Bad Code', trigger: 'create-edit-delete-task', url: 'http://169.254.169.254/', 'context.taskGroup': 'not-an-id',

@@ -22,6 +22,17 @@ describe('the runtime matrix', () => {
     expect(lastJson(stdout)).toEqual({ runtime: expect.stringMatching(/^bun 1\./), ...expected })
   }, 60_000)
 
+  const ed25519 = { label: 'v1a', verified: true, independent: true, tamperedRefused: true, wrongKeyRefused: true, expiredRefused: true }
+  it('Node: Ed25519 (v1a) signs on WebCrypto; verifyWebhook and @noble/ed25519 accept it, and refuse a tampered body, a wrong key, an old timestamp', async () => {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--conditions=cotwebhook-source', 'test/runtime/ed25519.ts'], { cwd: root, timeout: 60_000 })
+    expect(lastJson(stdout)).toEqual({ runtime: `node ${process.version}`, ...ed25519 })
+  }, 60_000)
+
+  it('Bun: the same Ed25519 checks on its WebCrypto', async () => {
+    const { stdout } = await run(bun, ['--conditions=cotwebhook-source', 'test/runtime/ed25519.ts'], { cwd: root, timeout: 60_000 })
+    expect(lastJson(stdout)).toEqual({ runtime: expect.stringMatching(/^bun 1\./), ...ed25519 })
+  }, 60_000)
+
   it('Bun: nodeTransport refuses a name resolving inward and a loopback literal; the listener sees only the control', async () => {
     const { stdout } = await run(bun, ['--conditions=cotwebhook-source', 'test/runtime/bun-ssrf.ts'], { cwd: root, timeout: 60_000 })
     expect(lastJson(stdout)).toEqual({

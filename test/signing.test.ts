@@ -239,7 +239,7 @@ describe('verifyWebhook', () => {
   it('rejects with a verification error when the secret itself is not valid base64', async () => {
     const headers = await signed([generateSecret()])
     const error = await rejection(() => verifyWebhook('whsec_***', headers, BODY))
-    expect(error.message).toBe('the secret is not a valid whsec_ secret')
+    expect(error.message).toBe('the secret is not a valid whsec_ secret or whpk_ public key')
   })
 })
 

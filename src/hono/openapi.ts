@@ -153,7 +153,7 @@ export function openApiDocument(options: OpenApiOptions = {}): Json & { paths: R
         },
         post: {
           operationId: 'createWebhook',
-          summary: 'Create a webhook; its secret is returned this once',
+          summary: 'Create a webhook; its secret (whpk_ public key with signature ed25519) is returned',
           requestBody: { required: true, ...json(ref('WebhookInput')) },
           responses: { 201: ok('created', { type: 'object', properties: { data: ref('COTWebhook'), secret: { type: 'string' } } }), ...errors(400, 401, 409, 413) },
         },
@@ -169,7 +169,7 @@ export function openApiDocument(options: OpenApiOptions = {}): Json & { paths: R
         },
       },
       '/webhook/subscription/{id}/secret': {
-        get: { operationId: 'getSecret', summary: 'The current signing secret', parameters: [id], responses: { 200: ok('the secret', data({ type: 'object', properties: { secret: { type: 'string' } } })), ...errors(400, 401, 404) } },
+        get: { operationId: 'getSecret', summary: 'What receivers verify with: the whsec_ secret, or the whpk_ public key of an ed25519 webhook', parameters: [id], responses: { 200: ok('the secret', data({ type: 'object', properties: { secret: { type: 'string' } } })), ...errors(400, 401, 404) } },
       },
       '/webhook/subscription/{id}/secret/rotate': {
         post: {

@@ -51,7 +51,7 @@ describe('REST: rotation, health, replay', () => {
     }
     const bad = await call('POST', `/webhook/subscription/${webhook._id}/secret/rotate`, { overlapMs: 'soon', secret: 'x' })
     expect(bad.status).toBe(400)
-    expect(bad.body.error.fields).toEqual({ overlapMs: ['overlapMs: must be a number'], secret: ['secret: must be whsec_ followed by base64'] })
+    expect(bad.body.error.fields).toEqual({ overlapMs: ['overlapMs: must be a number'], secret: ['secret: must be whsec_ or whsk_ followed by base64'] })
     expect(bad.text).not.toContain(rotated.body.data.secret)
   })
 

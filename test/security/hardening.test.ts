@@ -440,7 +440,7 @@ describe('secret rotation', () => {
     const chosen = 'whsec_' + Buffer.alloc(32, 7).toString('base64')
     expect(await hooks.registry.rotateSecret(COMPANY, webhook._id, { secret: chosen, overlapMs: 0 })).toMatchObject({ secret: chosen })
     await expect(hooks.registry.rotateSecret(COMPANY, webhook._id, { secret: 'whsec_short' })).rejects.toThrow('secret: must carry 24 to 64 bytes')
-    await expect(hooks.registry.rotateSecret(COMPANY, webhook._id, { secret: 'nope' })).rejects.toThrow('secret: must be whsec_ followed by base64')
+    await expect(hooks.registry.rotateSecret(COMPANY, webhook._id, { secret: 'nope' })).rejects.toThrow('secret: must be whsec_ or whsk_ followed by base64')
     await expect(hooks.registry.rotateSecret(COMPANY, webhook._id, { overlapMs: -1 })).rejects.toThrow('overlapMs: must be at least 0')
     await expect(hooks.registry.rotateSecret(OTHER_COMPANY, webhook._id)).rejects.toThrow(`webhook ${webhook._id} not found`)
     // Three rotations within a day leave three secrets in their overlap; a fourth would cut one short.

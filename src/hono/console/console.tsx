@@ -350,6 +350,7 @@ function valuesOf(body: Record<string, string | File>, text: (value: unknown) =>
     context,
   }
   if (typeof body.__v === 'string') values.__v = body.__v
+  if (typeof body.signature === 'string') values.signature = body.signature
   return values
 }
 
@@ -363,6 +364,7 @@ function toInput(values: FormValues): Record<string, unknown> {
     description: values.description,
     isActive: values.isActive,
     context: values.context,
+    ...(values.signature === undefined ? {} : { signature: values.signature }),
   }
 }
 

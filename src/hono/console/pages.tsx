@@ -181,6 +181,8 @@ export interface FormValues {
   isActive: boolean
   context: Record<ContextField, string>
   __v?: string
+  /** At creation only: how requests are signed. */
+  signature?: string
 }
 
 function Field({ id, label, error, hint, children }: { id: string; label: string; error?: string[] | undefined; hint?: string; children?: Child }) {
@@ -197,7 +199,7 @@ function Field({ id, label, error, hint, children }: { id: string; label: string
 export function WebhookFormPage(props: { ctx: PageContext; mode: 'create' | 'edit'; action: string; values: FormValues; errors: Record<string, string[]>; message?: string | undefined }) {
   const { ctx, values, errors } = props
   const err = (field: string) => errors[field]
-  const general = Object.entries(errors).filter(([field]) => !['name', 'code', 'trigger', 'url', 'description', 'isActive', ...CONTEXT_FIELDS.map((f) => `context.${f}`), 'context'].includes(field))
+  const general = Object.entries(errors).filter(([field]) => !['name', 'code', 'trigger', 'url', 'description', 'isActive', 'signature', ...CONTEXT_FIELDS.map((f) => `context.${f}`), 'context'].includes(field))
   return (
     <Layout ctx={ctx} heading={props.mode === 'create' ? 'New webhook' : `Edit ${values.name}`}>
       {props.message ? <p class="error-box" role="alert">{props.message}</p> : null}
@@ -235,6 +237,14 @@ export function WebhookFormPage(props: { ctx: PageContext; mode: 'create' | 'edi
         <Field id="isActive" label="Active" error={err('isActive')}>
           <input type="checkbox" id="isActive" name="isActive" value="true" checked={values.isActive} />
         </Field>
+        {props.mode === 'create' ? (
+          <Field id="signature" label="Signature" error={err('signature')} hint="Ed25519 gives receivers a public key (whpk_) that cannot sign; HMAC gives them the shared secret (whsec_).">
+            <select id="signature" name="signature">
+              <option value="hmac-sha256" selected={values.signature !== 'ed25519'}>HMAC-SHA256 (v1, shared secret)</option>
+              <option value="ed25519" selected={values.signature === 'ed25519'}>Ed25519 (v1a, public key)</option>
+            </select>
+          </Field>
+        ) : null}
         <button type="submit">{props.mode === 'create' ? 'Create webhook' : 'Save changes'}</button>
       </form>
     </Layout>
@@ -274,8 +284,10 @@ export function WebhookPage(props: {
       ) : null}
       {props.secret ? (
         <div class="secret" role="status">
-          Signing secret: <code id="secret">{props.secret}</code>
-          <div class="muted">Verify the <code>webhook-signature</code> header with it (Standard Webhooks).</div>
+          {props.secret.startsWith('whpk_') ? 'Public key (Ed25519)' : 'Signing secret'}: <code id="secret">{props.secret}</code>
+          <div class="muted">
+            Verify the <code>webhook-signature</code> header with it (Standard Webhooks{props.secret.startsWith('whpk_') ? ', v1a; it cannot sign, so it need not be kept secret' : ''}).
+          </div>
         </div>
       ) : null}
       <div class="card">
