@@ -325,6 +325,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
           createdAt: input.now,
           updatedAt: input.now,
           nextAttemptAt: input.now,
+          ...(input.trace === undefined ? {} : { trace: input.trace }),
         }
         const queue = queueOf(webhookId, event.company)
         const held: Held = { delivery, queue, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq, stamp: 0 }

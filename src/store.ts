@@ -65,6 +65,8 @@ export interface EnqueueInput {
    * A store that cannot take part in the host's transaction rejects a `tx` it does not understand.
    */
   tx?: unknown
+  /** The emit's trace context, kept with every delivery as {@link Delivery.trace}. */
+  trace?: string
   /**
    * The emitting engine delivers too: lease it, in the same step, up to `limit` of these deliveries
    * that may go now (as a claim by `owner` would), answered as `claimed`. A store may lease none (and
@@ -117,6 +119,12 @@ export interface Delivery {
   updatedAt: number
   /** When the next attempt is due; `null` once final. */
   nextAttemptAt: number | null
+  /**
+   * The trace context of the emit that made it (W3C `traceparent`, then `tracestate` after a space if
+   * any), as the engine's telemetry recorded it; kept as given, so an attempt made by any engine, after
+   * any restart, continues the emit's trace.
+   */
+  trace?: string
 }
 
 /** Proof of holding a claimed delivery; the store keeps its expiry. */

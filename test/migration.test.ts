@@ -95,7 +95,7 @@ describe.each(['sqlite', 'postgres'] as const)('upgrading a version 1 database (
     await db.write(rows)
 
     const store = db.open()
-    await expect(store.openCount()).rejects.toThrow('at version 1, this version of cotwebhook needs 2')
+    await expect(store.openCount()).rejects.toThrow('at version 1, this version of cotwebhook needs 3')
     await store.migrate()
     expect(await store.openCount()).toBe(10)
     // The webhooks were kept as they were, and the endpoint state starts clean.

@@ -58,7 +58,7 @@ describe('the SQLite store', () => {
     await store.migrate()
     db.prepare("UPDATE cotwebhook_meta SET value = '99' WHERE key = 'schema_version'").run()
     const fresh = sqliteStore(db)
-    await expect(fresh.openCount()).rejects.toThrow('schema is at version 99, this version of cotwebhook needs 2')
+    await expect(fresh.openCount()).rejects.toThrow('schema is at version 99, this version of cotwebhook needs 3')
     db.close()
   })
 

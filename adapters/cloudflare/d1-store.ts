@@ -33,23 +33,21 @@ export interface D1StoreOptions {
 export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
   const t = tables(options.prefix ?? 'cotwebhook_')
   const q = sqliteSql(t)
-  // One batch (D1 runs it as a transaction): a new database gets every table; a version 1 one gains
-  // its queues, filled from its open deliveries.
-  const migrate = () =>
-    db
-      .batch([...schemaStatements('sqlite', t).map((sql) => db.prepare(sql)), db.prepare(backfillQueues(t)), db.prepare(q.setVersion).bind(String(SCHEMA_VERSION))])
-      .then(() => {})
-  const gate = schemaGate(
-    'd1Store',
-    async () => {
-      try {
-        return (await db.prepare(q.readVersion).first<{ value: string }>())?.value
-      } catch {
-        return undefined // no such table: never migrated
-      }
-    },
-    options.autoMigrate ? migrate : undefined,
-  )
+  const readVersion = async () => {
+    try {
+      return (await db.prepare(q.readVersion).first<{ value: string }>())?.value
+    } catch {
+      return undefined // no such table: never migrated
+    }
+  }
+  // One batch (D1 runs it as a transaction): a new database gets every table; an older one gains what
+  // came since (version 1: its queues, filled from its open deliveries; 1 and 2: the trace column).
+  const migrate = async () => {
+    const found = await readVersion()
+    if (found === String(SCHEMA_VERSION)) return
+    await db.batch([...schemaStatements('sqlite', t, found).map((sql) => db.prepare(sql)), db.prepare(backfillQueues(t)), db.prepare(q.setVersion).bind(String(SCHEMA_VERSION))])
+  }
+  const gate = schemaGate('d1Store', readVersion, options.autoMigrate ? migrate : undefined)
   const ready = () => gate.ready()
   const run = async (sql: string, ...params: unknown[]) => (await db.prepare(sql).bind(...params).run()).meta.changes ?? 0
   const first = <T>(sql: string, ...params: unknown[]) => db.prepare(sql).bind(...params).first<T>()
@@ -134,7 +132,7 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
       if (input.deliveries.length) {
         statements.push(db.prepare(q.insertEvent).bind(input.eventId, company, JSON.stringify(input.event), input.now))
         for (const d of input.deliveries) {
-          statements.push(db.prepare(q.insertDelivery).bind(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now))
+          statements.push(db.prepare(q.insertDelivery).bind(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now, input.trace ?? null))
         }
         // The queues learn of their new deliveries in the same batch (a transaction on D1).
         for (const [webhookId, n] of countBy(input.deliveries)) {

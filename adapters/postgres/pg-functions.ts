@@ -47,7 +47,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
       FOR r IN
         WITH input AS (
           SELECT (n - 1)::int AS i, x->>'company' AS company, x->>'eventId' AS event_id, x->'event' AS body,
-            x->>'key' AS key, x->'result' AS result, x->'deliveries' AS deliveries, (x->>'now')::bigint AS now
+            x->>'key' AS key, x->'result' AS result, x->'deliveries' AS deliveries, (x->>'now')::bigint AS now, x->>'trace' AS trace
           FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(x, n)
         ), claimed AS (
           -- Keys first, in key order: an item whose key was seen is a repeat.
@@ -60,8 +60,8 @@ export function functionStatements(t: Tables, channel: string): string[] {
           INSERT INTO ${t.events} (id, company, body, created_at)
           SELECT event_id, company, body, now FROM fresh WHERE jsonb_array_length(deliveries) > 0 RETURNING 1
         ), made AS (
-          INSERT INTO ${t.deliveries} (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at)
-          SELECT d->>'id', f.company, d->>'webhookId', f.event_id, 'pending', '[]'::jsonb, NULL, '', f.now, f.now, f.now
+          INSERT INTO ${t.deliveries} (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, trace)
+          SELECT d->>'id', f.company, d->>'webhookId', f.event_id, 'pending', '[]'::jsonb, NULL, '', f.now, f.now, f.now, f.trace
           FROM fresh f, jsonb_array_elements(f.deliveries) WITH ORDINALITY AS e(d, n) ORDER BY f.i, e.n
           RETURNING seq, webhook_id, company, next_attempt_at
         ), arrived AS (
@@ -139,9 +139,12 @@ export function functionStatements(t: Tables, channel: string): string[] {
       IF n_made > leased + waited THEN ${notify}; END IF;
     END $fn$`,
 
+    // Version 2 took no trace context.
+    `DROP FUNCTION IF EXISTS ${f.enqueueInTx}(text, text, jsonb, text[], text[], bigint, text, jsonb)`,
+
     // ---- enqueue inside the host's transaction: no queue row is locked until the host commits; the
     // deliveries announce themselves through wake-ups, which the next claim folds into the queues.
-    `CREATE OR REPLACE FUNCTION ${f.enqueueInTx}(p_company text, p_event_id text, p_body jsonb, p_ids text[], p_webhook_ids text[], p_now bigint, p_key text, p_result jsonb)
+    `CREATE OR REPLACE FUNCTION ${f.enqueueInTx}(p_company text, p_event_id text, p_body jsonb, p_ids text[], p_webhook_ids text[], p_now bigint, p_key text, p_result jsonb, p_trace text)
     RETURNS TABLE (duplicate boolean, stored jsonb) LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $fn$
     #variable_conflict use_column
     DECLARE
@@ -159,8 +162,8 @@ export function functionStatements(t: Tables, channel: string): string[] {
         PERFORM set_config('cotwebhook.queued', '1', true);
         INSERT INTO ${t.events} (id, company, body, created_at) VALUES (p_event_id, p_company, p_body, p_now);
         WITH made AS (
-          INSERT INTO ${t.deliveries} (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at)
-          SELECT d.id, p_company, d.webhook_id, p_event_id, 'pending', '[]'::jsonb, NULL, '', p_now, p_now, p_now
+          INSERT INTO ${t.deliveries} (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, trace)
+          SELECT d.id, p_company, d.webhook_id, p_event_id, 'pending', '[]'::jsonb, NULL, '', p_now, p_now, p_now, p_trace
           FROM unnest(p_ids, p_webhook_ids) WITH ORDINALITY AS d(id, webhook_id, n) ORDER BY d.n
           RETURNING seq, webhook_id
         )

@@ -35,7 +35,7 @@ export const refilled = (q: string, now: string) =>
 export const deliveryJson = (alias: string) => `jsonb_build_object('seq', ${alias}.seq, 'id', ${alias}.id, 'company', ${alias}.company,
     'webhook_id', ${alias}.webhook_id, 'event_id', ${alias}.event_id, 'state', ${alias}.state, 'attempts', ${alias}.attempts,
     'status', ${alias}.status, 'response', ${alias}.response, 'created_at', ${alias}.created_at, 'updated_at', ${alias}.updated_at,
-    'next_attempt_at', ${alias}.next_attempt_at, 'lease_token', ${alias}.lease_token)`
+    'next_attempt_at', ${alias}.next_attempt_at, 'lease_token', ${alias}.lease_token, 'trace', ${alias}.trace)`
 
 /** The notification every engine listening on `channel` wakes on. */
 export const notifyDeliveries = (channel: string) => `PERFORM pg_notify('${channel}', '{"kind":"deliveries"}')`

@@ -89,6 +89,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         event: input.event,
         now: input.now,
         deliveries: input.deliveries,
+        ...(input.trace === undefined ? {} : { trace: input.trace }),
         ...(input.idempotencyKey === undefined
           ? {}
           : { key: input.idempotencyKey, result: { eventId: input.eventId, deliveries: input.deliveries, duplicate: false } }),
@@ -210,9 +211,11 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
             // Several processes may start at once: one migrates, the others wait and find it done.
             await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`cotwebhook migrate ${schema}.${prefix}`])
             const found = await client.query(`SELECT to_regclass($1) AS meta`, [t.meta])
+            let from: string | undefined
             if (found.rows[0].meta) {
               const { rows } = await client.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)
-              if (rows[0]?.value === String(SCHEMA_VERSION)) return
+              from = rows[0]?.value
+              if (from === String(SCHEMA_VERSION)) return
               // An upgrade with instances running: take the tables before changing them (a short wait,
               // never a deadlock: past the timeout this attempt stands aside and tries again).
               await client.query(`SET LOCAL lock_timeout = '${MIGRATE_LOCK_TIMEOUT}'`)
@@ -220,7 +223,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
             } else {
               await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
             }
-            for (const statement of schemaStatements('postgres', t)) await client.query(statement)
+            for (const statement of schemaStatements('postgres', t, from)) await client.query(statement)
             await client.query(backfillQueues(t))
             for (const statement of functionStatements(t, channel)) await client.query(statement)
             await client.query(
@@ -301,9 +304,9 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       const company = input.event.company
       return transaction(async (client) => {
         const result: EnqueueResult = { eventId: input.eventId, deliveries: input.deliveries, duplicate: false }
-        const { rows } = await client.query(`SELECT duplicate, stored FROM ${fn.enqueueInTx}($1, $2, $3, $4, $5, $6, $7, $8)`, [
+        const { rows } = await client.query(`SELECT duplicate, stored FROM ${fn.enqueueInTx}($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
           company, input.eventId, input.event, input.deliveries.map((d) => d.id), input.deliveries.map((d) => d.webhookId), input.now,
-          input.idempotencyKey ?? null, input.idempotencyKey === undefined ? null : JSON.stringify(result),
+          input.idempotencyKey ?? null, input.idempotencyKey === undefined ? null : JSON.stringify(result), input.trace ?? null,
         ])
         return rows[0]?.duplicate ? { ...(rows[0].stored as EnqueueResult), duplicate: true } : result
       }, input.tx)
@@ -438,7 +441,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
 
 function deliverySelect(t: ReturnType<typeof tables>): string {
   return `SELECT d.seq, d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
-    d.created_at, d.updated_at, d.next_attempt_at, e.body AS event FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
+    d.created_at, d.updated_at, d.next_attempt_at, d.trace, e.body AS event FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
 }
 
 function toClaimed(row: DeliveryRow & { lease_token: string }, event: unknown, probe: boolean, perSecond: number | null, burst: number | string | null): ClaimedDelivery {
@@ -452,7 +455,10 @@ function toClaimed(row: DeliveryRow & { lease_token: string }, event: unknown, p
 function leasedAtEmit(input: EnqueueInput, id: string, token: string): ClaimedDelivery {
   const { webhookId } = input.deliveries.find((d) => d.id === id)!
   const { event, eventId, now } = input
-  const delivery = { id, company: event.company, webhookId, eventId, event, state: 'pending' as const, attempts: [], status: null, response: '', createdAt: now, updatedAt: now, nextAttemptAt: now }
+  const delivery = {
+    id, company: event.company, webhookId, eventId, event, state: 'pending' as const, attempts: [], status: null, response: '', createdAt: now, updatedAt: now, nextAttemptAt: now,
+    ...(input.trace === undefined ? {} : { trace: input.trace }),
+  }
   return { delivery, lease: { deliveryId: id, token }, rate: null }
 }
 

@@ -8,9 +8,10 @@ import type { Delivery, StoredWebhook } from 'cotwebhook'
 /**
  * Bumped when a migration changes the tables; stores refuse to run on another version.
  * 1: webhooks, events, deliveries, idempotency keys. 2: a queue per webhook (its open count, when it
- * is next due, what is out, and the endpoint's shared state: health, circuit, rate).
+ * is next due, what is out, and the endpoint's shared state: health, circuit, rate). 3: a delivery
+ * keeps the trace context of the emit that made it (`trace`).
  */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 export type Dialect = 'sqlite' | 'postgres'
 
@@ -45,8 +46,11 @@ export function tables(prefix: string, schema?: string): Tables {
   }
 }
 
-/** The DDL of the schema, one statement per entry, safe to run again. */
-export function schemaStatements(dialect: Dialect, t: Tables): string[] {
+/**
+ * The DDL of the schema, one statement per entry, safe to run again. `found` is the version of an
+ * existing database (undefined for a new one): columns added since are added to its tables.
+ */
+export function schemaStatements(dialect: Dialect, t: Tables, found?: string): string[] {
   const pg = dialect === 'postgres'
   const serial = pg ? 'BIGSERIAL PRIMARY KEY' : 'INTEGER PRIMARY KEY AUTOINCREMENT'
   const int = pg ? 'BIGINT' : 'INTEGER'
@@ -90,8 +94,11 @@ export function schemaStatements(dialect: Dialect, t: Tables): string[] {
       updated_at ${int} NOT NULL,
       next_attempt_at ${int},
       lease_token TEXT,
-      lease_until ${int}
+      lease_until ${int},
+      trace TEXT
     )`,
+    // Version 3: the emit's trace context, kept with each delivery for the attempts' spans.
+    ...(found === '1' || found === '2' ? [`ALTER TABLE ${t.deliveries} ADD COLUMN ${pg ? 'IF NOT EXISTS ' : ''}trace TEXT`] : []),
     // A webhook's open deliveries: in order (its head), and by due time (unordered claims).
     `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_queue ON ${t.deliveries} (webhook_id, seq) WHERE state = 'pending'`,
     `CREATE INDEX IF NOT EXISTS ${t.index}deliveries_ready ON ${t.deliveries} (webhook_id, next_attempt_at, seq) WHERE state = 'pending'`,
@@ -202,6 +209,7 @@ export interface DeliveryRow {
   created_at: number | string
   updated_at: number | string
   next_attempt_at: number | string | null
+  trace?: string | null
   event: unknown
 }
 
@@ -230,6 +238,7 @@ export function toDelivery(row: DeliveryRow): Delivery {
     createdAt: num(row.created_at),
     updatedAt: num(row.updated_at),
     nextAttemptAt: row.next_attempt_at === null ? null : num(row.next_attempt_at),
+    ...(row.trace ? { trace: row.trace } : {}),
   }
 }
 

@@ -64,7 +64,7 @@ const CANDIDATE_SLACK = 16
 
 /** The statements of the queue logic (SQLite dialect, positional parameters). */
 export function queueSql(t: Tables) {
-  const deliveryColumns = `seq, id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, lease_token, lease_until`
+  const deliveryColumns = `seq, id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, lease_token, lease_until, trace`
   // A webhook's open deliveries, through the indexes that hold only open ones: the planner would
   // otherwise take the log's index (webhook_id, seq) and step over every delivery ever made.
   const open = `${t.deliveries} INDEXED BY ${t.index}deliveries_queue`

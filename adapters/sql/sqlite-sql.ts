@@ -7,7 +7,7 @@ import type { Tables } from './schema.js'
  */
 export function sqliteSql(t: Tables) {
   const deliverySelect = `SELECT d.seq, d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
-      d.created_at, d.updated_at, d.next_attempt_at, e.body AS event
+      d.created_at, d.updated_at, d.next_attempt_at, d.trace, e.body AS event
     FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
   return {
     /** (version) */
@@ -34,10 +34,10 @@ export function sqliteSql(t: Tables) {
     insertIdempotency: `INSERT INTO ${t.idempotency} (company, key, result, event_id, created_at) VALUES (?, ?, ?, ?, ?)`,
     /** (id, company, body, createdAt) */
     insertEvent: `INSERT INTO ${t.events} (id, company, body, created_at) VALUES (?, ?, ?, ?)`,
-    /** (id, company, webhookId, eventId, createdAt, updatedAt, nextAttemptAt) */
+    /** (id, company, webhookId, eventId, createdAt, updatedAt, nextAttemptAt, trace) */
     insertDelivery: `INSERT INTO ${t.deliveries}
-      (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at)
-      VALUES (?, ?, ?, ?, 'pending', '[]', NULL, '', ?, ?, ?)`,
+      (id, company, webhook_id, event_id, state, attempts, status, response, created_at, updated_at, next_attempt_at, trace)
+      VALUES (?, ?, ?, ?, 'pending', '[]', NULL, '', ?, ?, ?, ?)`,
     /** (id, company) */
     getDelivery: `${deliverySelect} WHERE d.id = ? AND d.company = ?`,
     /** (webhookId, company, limit, offset) */

@@ -243,7 +243,7 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
     if (input.deliveries.length) {
       prepared(db, q.insertEvent).run(input.eventId, company, JSON.stringify(input.event), input.now)
       const insert = prepared(db, q.insertDelivery)
-      for (const d of input.deliveries) insert.run(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now)
+      for (const d of input.deliveries) insert.run(d.id, company, d.webhookId, input.eventId, input.now, input.now, input.now, input.trace ?? null)
       // Each webhook's queue learns of its new deliveries in the same transaction.
       const arrive = queuesOf(own).arrive
       for (const [webhookId, n] of countBy(input.deliveries)) prepared(db, arrive).run(webhookId, company, n, input.now, input.eventId, webhookId)
@@ -263,7 +263,7 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
         // Creates what is missing (all of it on a new file); a version 1 file gains its queues, filled
         // from its open deliveries, in the same transaction.
         atomic(db, () => {
-          for (const statement of schemaStatements('sqlite', t)) db.exec(statement)
+          for (const statement of schemaStatements('sqlite', t, version)) db.exec(statement)
           db.exec(backfillQueues(t))
           prepared(db, q.setVersion).run(String(SCHEMA_VERSION))
         })

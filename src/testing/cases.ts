@@ -40,6 +40,7 @@ export const CONFORMANCE_CASES = [
   'settles that race each answer on their own, a lost lease among them',
   'keeps endpoint state, queues and leases when the store is opened again',
   'never hands two deliveries of one webhook to concurrent ordered claimers',
+  'keeps an emit’s trace context with each of its deliveries, through claims, reads and a reopen',
 ] as const
 
 /** One case name of {@link CONFORMANCE_CASES}. */

@@ -28,7 +28,26 @@ export interface SuiteTools {
  * The outbox half of the storage contract's suite: enqueue, claims and leases, per-webhook order,
  * settle and release, wake times, logs and pruning.
  */
-export function outboxCases({ test, claim, enqueue, hook, A, B, store }: SuiteTools): void {
+export function outboxCases({ test, claim, enqueue, hook, A, B, store, reopen }: SuiteTools): void {
+  test('keeps an emit’s trace context with each of its deliveries, through claims, reads and a reopen', async () => {
+    const w1 = await hook()
+    const w2 = await hook()
+    const trace = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 vendor=a:1,other=b'
+    const traced = await enqueue([w1, w2], 1_000, { trace })
+    const plain = await enqueue([w1], 1_000)
+    const claimed = await claim(1_000, { ordered: false })
+    expect(claimed).toHaveLength(3)
+    for (const c of claimed) {
+      if (c.delivery.eventId === traced.eventId) expect(c.delivery.trace).toBe(trace)
+      else expect(c.delivery.trace).toBeUndefined()
+    }
+    const again = await reopen()
+    expect((await again.getDelivery(A, traced.deliveries[1]!.id))?.trace).toBe(trace)
+    expect((await again.getDelivery(A, plain.deliveries[0]!.id))?.trace).toBeUndefined()
+    const page = await again.listDeliveries(A, w1, { limit: 10, offset: 0 })
+    expect(page.items.map((d) => d.trace)).toEqual([undefined, trace])
+  })
+
   test('enqueues atomically and hands out due deliveries only', async () => {
     const w1 = await hook()
     const w2 = await hook()
