@@ -1,5 +1,5 @@
 import { Agent, request } from 'undici'
-import { createWebhooks, generateSecret, memoryStore } from 'cotwebhook'
+import { createWebhooks, generateSecret, memoryStore, type WebhooksOptions } from 'cotwebhook'
 import { nodeSigner, nodeTransport } from 'cotwebhook/node'
 import { round, size, startReceiver, until, type Result } from './lib.js'
 
@@ -69,10 +69,11 @@ async function rawLoop(url: string, total: number): Promise<number> {
   return rate
 }
 
-async function engineRun(receiver: Awaited<ReturnType<typeof startReceiver>>, total: number, ordering: 'none' | 'webhook'): Promise<number> {
+/** Deliveries per second of one engine run of the dispatch job; `options` add to the engine's. */
+export async function engineRun(receiver: Awaited<ReturnType<typeof startReceiver>>, total: number, ordering: 'none' | 'webhook', options: WebhooksOptions = {}): Promise<number> {
   await receiver.control('count')
   const transport = nodeTransport({ connections: WEBHOOKS, allowPrivateNetworks: true })
-  const hooks = createWebhooks({ store: memoryStore(), concurrency: WEBHOOKS, ordering, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: 0 })
+  const hooks = createWebhooks({ store: memoryStore(), concurrency: WEBHOOKS, ordering, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: 0, ...options })
   for (let i = 0; i < WEBHOOKS; i++) {
     await hooks.registry.create(COMPANY, { name: `w${i}`, code: `w${i}`, trigger: 'create-edit-delete-user', url: `${receiver.url}/w${i}` })
   }

@@ -11,6 +11,7 @@ import { sendAttempt, type AttemptResult } from './sender.js'
 import type { Signer } from './signer.js'
 import type { Transport } from './transport.js'
 import type { ClaimedDelivery, EndpointChange, EndpointReport, Settlement, SettleResult, Store } from './store.js'
+import type { Telemetry } from './telemetry.js'
 import type { UrlPolicy } from './url-guard.js'
 
 /**
@@ -70,6 +71,8 @@ export interface DeliverContext {
   guard: EndpointGuard
   /** The operator hooks, made safe to call. */
   hook: HookCaller
+  /** Traces and metrics, guarded; absent: nothing recorded. */
+  telemetry?: Telemetry | undefined
 }
 
 const NO_SHARE = () => {}
@@ -151,10 +154,16 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
     return outcome
   }
 
+  // The webhook's trigger, once its target was read (for telemetry).
+  let trigger = ''
+  const ended = (result: 'succeeded' | 'failed') =>
+    ctx.telemetry?.delivered?.({ company: delivery.company, webhookId: delivery.webhookId, trigger, outcome: result, attempts: made })
+
   // Ends the delivery without a request (it can never be sent) and tells the operator.
   const giveUp = async (response: string) => {
     await settle({ state: 'failed', response })
     ctx.hook('deliveryExhausted', { ...ref, attempts: made, response })
+    ended('failed')
     throw new Settled()
   }
 
@@ -171,6 +180,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
   const attempt = async (): Promise<void> => {
     // Read on every attempt: a webhook deactivated or moved meanwhile is honoured (cached until a write).
     const target = await ctx.registry.target(delivery.company, delivery.webhookId)
+    if (target) trigger = target.webhook.trigger
     if (!target?.webhook.isActive || target.unsafe) {
       const why = !target ? 'the webhook no longer exists' : target.unsafe ?? 'the webhook is inactive'
       return giveUp(`not sent: ${why}`)
@@ -214,7 +224,19 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
         const heldUntil = claimed.probe ? 0 : ctx.guard.heldUntil(delivery.webhookId, ctx.now())
         if (heldUntil) return defer(heldUntil)
         await keepLease()
-        return sendAttempt({
+        const recording = ctx.telemetry?.attempt({
+          company: delivery.company,
+          webhookId: delivery.webhookId,
+          deliveryId: delivery.id,
+          eventId: delivery.eventId,
+          trigger: target.webhook.trigger,
+          url: target.webhook.url,
+          attemptNumber: made + 1,
+          enqueuedAt: delivery.createdAt,
+          now: ctx.now(),
+          trace: delivery.trace,
+        })
+        const sent = await sendAttempt({
           url: target.webhook.url,
           id: delivery.id,
           body,
@@ -225,7 +247,15 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
           maxRetryAfterMs: ctx.maxRetryAfterMs,
           transport: ctx.transport,
           now: ctx.now,
+          ...(recording?.headers ? { headers: recording.headers } : {}),
         })
+        recording?.end({
+          status: sent.attempt.error === undefined ? sent.attempt.status : null,
+          error: sent.attempt.error,
+          outcome: sent.outcome,
+          durationMs: sent.attempt.durationMs,
+        })
+        return sent
       })
     } finally {
       release()
@@ -236,6 +266,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
       const settled = await settle({ state: 'succeeded', attempt: result.attempt, response: result.response, endpoint: report('success') })
       tellCircuit(settled.endpoint)
       if (made > 1) ctx.hook('deliveryRecovered', { ...ref, attempts: made })
+      ended('succeeded')
       return
     }
     if (result.outcome === 'gone') {
@@ -247,6 +278,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
       tellCircuit(settled.endpoint)
       ctx.hook('attemptFailed', { ...ref, attempt: result.attempt, attemptNumber: made, willRetry: false })
       ctx.hook('deliveryExhausted', { ...ref, attempts: made, response: result.response })
+      ended('failed')
       return
     }
     throw new FailedAttempt(result)
@@ -265,6 +297,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
       tellCircuit(settled.endpoint)
       ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: false })
       ctx.hook('deliveryExhausted', { ...ref, attempts: made, response })
+      ended('failed')
       const disable = settled.endpoint?.disable
       if (disable && !foreseen) await ctx.guard.disable(delivery.company, delivery.webhookId, disable, settled.endpoint!)
       throw new Settled()

@@ -12,6 +12,7 @@ import { memoryStore } from './memory-store.js'
 import { PageSchema, toEvent, type COTEvent, type COTWebhookLog, type EmitInput } from './model.js'
 import { objectId } from './object-id.js'
 import { hookCaller, type OperatorHooks } from './operator-hooks.js'
+import { guardTelemetry, type Telemetry } from './telemetry.js'
 import { createRateLimiter, type RateLimitOptions } from './rate-limit.js'
 import { createRegistry, type Registry } from './registry.js'
 import { recover, resend, sendTest, type RecoverOptions, type RecoverResult, type ReplayResult, type TestEventOptions } from './replay.js'
@@ -79,6 +80,11 @@ export interface WebhooksOptions extends UrlPolicy {
   secretOverlapMs?: number
   /** Operator hooks: attempt failed, delivery exhausted or recovered, webhook disabled, circuit opened or closed. */
   on?: OperatorHooks
+  /**
+   * Traces and metrics: `openTelemetry()` from `cotwebhook/otel` (on `@opentelemetry/api`), or any
+   * {@link Telemetry}. Default: none, and nothing is recorded.
+   */
+  telemetry?: Telemetry
 }
 
 /** Retention of final deliveries and logs. */
@@ -202,7 +208,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   checkUrlPolicy(urlPolicy)
   const maxEventBytes = positiveInteger('maxEventBytes', options.maxEventBytes ?? 262_144)
   const limiter = createRateLimiter(options.rateLimit, concurrency)
-  const hook = hookCaller(options.on ?? {}, onError)
+  const telemetry = guardTelemetry(options.telemetry, onError)
+  const hook = hookCaller(options.on ?? {}, onError, telemetry?.hooks)
   const guard = createEndpointGuard({
     store,
     circuitBreaker: options.circuitBreaker,
@@ -269,6 +276,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     limiter,
     guard,
     hook,
+    telemetry,
     body: (eventId: string, event: COTEvent) => {
       let body = bodies.get(eventId)
       if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
@@ -296,6 +304,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     pollIntervalMs,
     claiming,
   })
+
+  telemetry?.observe?.({ openCount: () => store.openCount() })
 
   // Other processes' writes: wake up for their deliveries, forget their webhooks' cached versions.
   const watching = store.watch
@@ -333,6 +343,35 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const pruning = retention ? setInterval(() => void prune().catch(onError), retention.intervalMs ?? 3_600_000) : undefined
   ;(pruning as { unref?: () => void } | undefined)?.unref?.()
 
+  // Matches the event and enqueues its deliveries; outside a host transaction, an engine that delivers
+  // takes what may go now in the same step.
+  async function enqueueEvent(event: COTEvent, json: string, at: number, idempotencyKey: string | undefined, tx: unknown, trace: string | undefined): Promise<EmitResult> {
+    const matched = await matcher.match(event)
+    const eventId = objectId(at)
+    if (!matched.length && idempotencyKey === undefined) return { eventId, deliveries: [] }
+    const deliveries = matched.map((webhook) => ({ id: objectId(at), webhookId: webhook._id }))
+    // With no room it still asks (for none), so an ordered store can say which wait behind a delivery out.
+    const asking = tx === undefined && claiming
+    const room = asking ? Math.min(dispatcher.room(), deliveries.length) : 0
+    const result = await store.enqueue({
+      eventId,
+      event,
+      deliveries,
+      now: at,
+      ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+      ...(tx === undefined ? {} : { tx }),
+      ...(trace === undefined ? {} : { trace }),
+      ...(asking ? { claim: { owner, leaseMs, limit: room, ordered } } : {}),
+    })
+    if (!result.duplicate && result.deliveries.length) {
+      // The deliveries will sign and send these bytes: serialise once.
+      bodies.set(result.eventId, json)
+      if (result.claimed?.length) dispatcher.adopt(result.claimed, at)
+      if ((result.claimed?.length ?? 0) + (result.waiting ?? 0) < result.deliveries.length) dispatcher.kick()
+    }
+    return { eventId: result.eventId, deliveries: result.deliveries }
+  }
+
   const replay = {
     store,
     registry,
@@ -358,30 +397,15 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       const at = now()
       const event = toEvent(input, new Date(at))
       const json = eventJson(event, maxEventBytes)
-      const matched = await matcher.match(event)
-      const eventId = objectId(at)
-      if (!matched.length && idempotencyKey === undefined) return { eventId, deliveries: [] }
-      const deliveries = matched.map((webhook) => ({ id: objectId(at), webhookId: webhook._id }))
-      // Outside a host transaction, an engine that delivers takes what may go now in the same step.
-      // With no room it still asks (for none), so an ordered store can say which wait behind a delivery out.
-      const asking = emitOptions.tx === undefined && claiming
-      const room = asking ? Math.min(dispatcher.room(), deliveries.length) : 0
-      const result = await store.enqueue({
-        eventId,
-        event,
-        deliveries,
-        now: at,
-        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
-        ...(emitOptions.tx === undefined ? {} : { tx: emitOptions.tx }),
-        ...(asking ? { claim: { owner, leaseMs, limit: room, ordered } } : {}),
-      })
-      if (!result.duplicate && result.deliveries.length) {
-        // The deliveries will sign and send these bytes: serialise once.
-        bodies.set(result.eventId, json)
-        if (result.claimed?.length) dispatcher.adopt(result.claimed, at)
-        if ((result.claimed?.length ?? 0) + (result.waiting ?? 0) < result.deliveries.length) dispatcher.kick()
+      const recording = telemetry?.emit({ company: event.company, type: event.type, event: event.event })
+      try {
+        const result = await enqueueEvent(event, json, at, idempotencyKey, emitOptions.tx, recording?.trace)
+        recording?.end({ matched: result.deliveries.length })
+        return result
+      } catch (error) {
+        recording?.end({ error })
+        throw error
       }
-      return { eventId: result.eventId, deliveries: result.deliveries }
     },
 
     async logs(company, webhookId, page) {

@@ -98,7 +98,18 @@ export type HookCaller = <K extends keyof OperatorHooks>(name: K, event: Paramet
  * call('deliveryRecovered', { company, webhookId, deliveryId, eventId, attempts: 2 })
  * ```
  */
-export function hookCaller(hooks: OperatorHooks, onError: (error: unknown) => void): HookCaller {
+export function hookCaller(hooks: OperatorHooks, onError: (error: unknown) => void, also?: OperatorHooks): HookCaller {
+  const one = callerOf(hooks, onError)
+  if (!also) return one
+  // The telemetry's hooks hear the same facts, guarded the same way.
+  const other = callerOf(also, onError)
+  return (name, event) => {
+    one(name, event)
+    other(name, event)
+  }
+}
+
+function callerOf(hooks: OperatorHooks, onError: (error: unknown) => void): HookCaller {
   return (name, event) => {
     const hook = hooks[name] as ((event: unknown) => unknown) | undefined
     if (!hook) return

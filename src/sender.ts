@@ -38,6 +38,8 @@ export interface AttemptRequest {
   transport: Transport
   /** The clock. */
   now: () => number
+  /** More headers (trace context); the webhook headers win over any of the same name. */
+  headers?: Readonly<Record<string, string>>
 }
 
 /** What one attempt gave. */
@@ -82,6 +84,7 @@ export async function sendAttempt(request: AttemptRequest): Promise<AttemptResul
     const response = await request.transport({
       url: request.url,
       headers: {
+        ...request.headers,
         'content-type': 'application/json',
         'user-agent': USER_AGENT,
         'webhook-id': request.id,
