@@ -12,6 +12,7 @@ import type { Signer } from './signer.js'
 import type { Transport } from './transport.js'
 import type { ClaimedDelivery, EndpointChange, EndpointReport, Settlement, SettleResult, Store } from './store.js'
 import type { Telemetry } from './telemetry.js'
+import type { OutcomeCounts } from './outcome-counts.js'
 import type { UrlPolicy } from './url-guard.js'
 
 /**
@@ -73,6 +74,8 @@ export interface DeliverContext {
   hook: HookCaller
   /** Traces and metrics, guarded; absent: nothing recorded. */
   telemetry?: Telemetry | undefined
+  /** This engine's outcome counts (for `stats()`). */
+  outcomes?: OutcomeCounts
 }
 
 const NO_SHARE = () => {}
@@ -156,8 +159,10 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
 
   // The webhook's trigger, once its target was read (for telemetry).
   let trigger = ''
-  const ended = (result: 'succeeded' | 'failed') =>
+  const ended = (result: 'succeeded' | 'failed') => {
+    ctx.outcomes?.delivery(delivery.company, result)
     ctx.telemetry?.delivered?.({ company: delivery.company, webhookId: delivery.webhookId, trigger, outcome: result, attempts: made })
+  }
 
   // Ends the delivery without a request (it can never be sent) and tells the operator.
   const giveUp = async (response: string) => {
@@ -249,6 +254,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
           now: ctx.now,
           ...(recording?.headers ? { headers: recording.headers } : {}),
         })
+        ctx.outcomes?.attempt(delivery.company, sent.outcome === 'retry' ? 'failure' : sent.outcome)
         recording?.end({
           status: sent.attempt.error === undefined ? sent.attempt.status : null,
           error: sent.attempt.error,

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import { ValidationError } from './errors.js'
 import * as v from 'valibot'
 import type { CircuitBreakerOptions } from './circuit-breaker.js'
 import { deliver } from './deliver.js'
@@ -13,8 +14,10 @@ import { PageSchema, toEvent, type COTEvent, type COTWebhookLog, type EmitInput 
 import { objectId } from './object-id.js'
 import { hookCaller, type OperatorHooks } from './operator-hooks.js'
 import { guardTelemetry, type Telemetry } from './telemetry.js'
+import { outcomeCounts } from './outcome-counts.js'
+import { readStats, type EngineStats } from './engine-stats.js'
 import { createRateLimiter, type RateLimitOptions } from './rate-limit.js'
-import { createRegistry, type Registry } from './registry.js'
+import { createRegistry, objectIdArgument, type Registry } from './registry.js'
 import { recover, resend, sendTest, type RecoverOptions, type RecoverResult, type ReplayResult, type TestEventOptions } from './replay.js'
 import { COTALKER_SCHEDULE, checkSchedule, type RetryOptions } from './retry-policy.js'
 import { sendLanes } from './send-lanes.js'
@@ -151,6 +154,11 @@ export interface Webhooks {
   sendTest(company: string, webhookId: string, options?: TestEventOptions): Promise<ReplayResult>
   /** A webhook's health and circuit, as the store holds them for every engine on it. */
   health(company: string, webhookId: string): Promise<HealthReport>
+  /**
+   * The backlog and circuits across webhooks (of `company`, or of every company), read from the store
+   * (shared by every engine on it), and this engine's outcomes since it started.
+   */
+  stats(company?: string, options?: { limit?: number }): Promise<EngineStats>
   /** Removes final deliveries, logs and idempotency keys older than `olderThanMs` (default: `retention.maxAgeMs`). */
   prune(options?: { olderThanMs?: number }): Promise<PruneResult>
   /** Stops delivering: waits for attempts in flight, gives waiting retries back to the store. */
@@ -209,6 +217,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const maxEventBytes = positiveInteger('maxEventBytes', options.maxEventBytes ?? 262_144)
   const limiter = createRateLimiter(options.rateLimit, concurrency)
   const telemetry = guardTelemetry(options.telemetry, onError)
+  const outcomes = outcomeCounts()
   const hook = hookCaller(options.on ?? {}, onError, telemetry?.hooks)
   const guard = createEndpointGuard({
     store,
@@ -277,6 +286,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     guard,
     hook,
     telemetry,
+    outcomes,
     body: (eventId: string, event: COTEvent) => {
       let body = bodies.get(eventId)
       if (body === undefined) bodies.set(eventId, (body = JSON.stringify(event)))
@@ -305,7 +315,13 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     claiming,
   })
 
-  telemetry?.observe?.({ openCount: () => store.openCount() })
+  telemetry?.observe?.({
+    openCount: () => store.openCount(),
+    backlog: async () => {
+      const { open, oldestOpenAgeMs } = await readStats(store, outcomes.read(), now(), undefined, 0)
+      return { open, oldestOpenAgeMs }
+    },
+  })
 
   // Other processes' writes: wake up for their deliveries, forget their webhooks' cached versions.
   const watching = store.watch
@@ -419,6 +435,13 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     sendTest: (company, webhookId, testOptions) => sendTest(replay, company, webhookId, testOptions),
 
     health: async (company, webhookId) => guard.report(await registry.get(company, webhookId), now()),
+
+    async stats(company, statsOptions = {}) {
+      if (company !== undefined) objectIdArgument(company, 'company')
+      const limit = statsOptions.limit ?? 100
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1_000) throw ValidationError.field('limit', 'limit: must be an integer from 1 to 1000')
+      return readStats(store, outcomes.read(company), now(), company, limit)
+    },
 
     drain: () => dispatcher.drain(),
 

@@ -1,5 +1,7 @@
 export { createWebhooks } from './engine.js'
 export type { EmitOptions, EmitResult, LogPageOptions, RetentionOptions, Webhooks, WebhooksOptions } from './engine.js'
+export type { EngineStats, WebhookBacklog } from './engine-stats.js'
+export type { Outcomes } from './outcome-counts.js'
 export type { HealthReport } from './endpoint-guard.js'
 export type {
   AttemptFailedEvent,
@@ -93,6 +95,7 @@ export type {
   EndpointPolicy,
   EndpointReport,
   EndpointState,
+  WebhookStats,
   EnqueueInput,
   EnqueueResult,
   Lease,

@@ -17,6 +17,7 @@ import type {
   Store,
   StoredWebhook,
   WebhookListQuery,
+  WebhookStats,
 } from './store.js'
 import type { Trigger } from './triggers.js'
 
@@ -477,6 +478,23 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       const queue = queues.get(webhookId)
       if (!queue) return emptyEndpoint()
       return { ...queue.endpoint, rate: queue.endpoint.rate ? { ...queue.endpoint.rate } : null }
+    },
+
+    async stats(company) {
+      const found: WebhookStats[] = []
+      for (const queue of queues.values()) {
+        if (company !== undefined && queue.company !== company) continue
+        const oldest = first(queue.pending)
+        found.push({
+          webhookId: queue.webhookId,
+          company: queue.company,
+          ...queue.endpoint,
+          rate: queue.endpoint.rate ? { ...queue.endpoint.rate } : null,
+          open: queue.pending.size,
+          oldestOpenAt: oldest === undefined ? null : deliveries.get(oldest)!.delivery.createdAt,
+        })
+      }
+      return found.sort((a, b) => (a.webhookId < b.webhookId ? -1 : 1))
     },
 
     async resetEndpoint(webhookId) {

@@ -212,6 +212,14 @@ export interface EndpointState {
   open: number
 }
 
+/** One webhook in {@link Store.stats}. */
+export interface WebhookStats extends EndpointState {
+  webhookId: string
+  company: string
+  /** When the oldest open delivery was enqueued (epoch ms), or `null` with none open. */
+  oldestOpenAt: number | null
+}
+
 /** What a settle changed in its endpoint's state: told to the engine whose settle made the change. */
 export interface EndpointChange {
   /** The circuit opened (until when) or closed with this settle. */
@@ -383,6 +391,14 @@ export interface Store {
 
   /** A webhook's shared endpoint state (zeros for one never seen). */
   endpoint(webhookId: string): Promise<EndpointState>
+
+  /**
+   * Every webhook that has had a delivery (of `company`, or of all companies): its endpoint state,
+   * its open deliveries counted, and when the oldest of them was enqueued. From the queue records and
+   * the index of open deliveries: its cost follows the webhooks and their open deliveries, never the
+   * deliveries kept in the log.
+   */
+  stats(company?: string): Promise<WebhookStats[]>
   /** Starts a webhook's health and circuit afresh (it got a new URL, or was turned on again). */
   resetEndpoint(webhookId: string): Promise<void>
   /** Sets (or, with `null`, lifts) the attempts-per-second limit that claims apply to a webhook. */

@@ -96,6 +96,8 @@ export interface DeliveredInfo {
 export interface TelemetrySource {
   /** Deliveries not yet final, across the store. */
   openCount(): Promise<number>
+  /** The store's backlog across companies: open deliveries and how long the oldest has waited (ms). */
+  backlog(): Promise<{ open: number; oldestOpenAgeMs: number | null }>
 }
 
 /**

@@ -325,7 +325,7 @@ describe('OpenAPI document', () => {
     expect(validator.version).toBe('3.1')
     const operations = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
     expect(operations.sort()).toEqual([
-      'GET /webhook/subscription', 'GET /webhook/subscription/logs/{id}', 'GET /webhook/subscription/{id}', 'GET /webhook/subscription/{id}/health',
+      'GET /webhook/stats', 'GET /webhook/subscription', 'GET /webhook/subscription/logs/{id}', 'GET /webhook/subscription/{id}', 'GET /webhook/subscription/{id}/health',
       'GET /webhook/subscription/{id}/secret', 'PATCH /webhook/subscription/{id}', 'POST /webhook/subscription', 'POST /webhook/subscription/logs/{logId}/resend',
       'POST /webhook/subscription/{id}/recover', 'POST /webhook/subscription/{id}/secret/rotate', 'POST /webhook/subscription/{id}/test',
     ])
@@ -354,6 +354,7 @@ describe('OpenAPI document', () => {
     const calls: Array<[string, string, string, unknown?]> = [
       ['GET', '/webhook/subscription/{id}', `/webhook/subscription/${webhook._id}`],
       ['GET', '/webhook/subscription/{id}/health', `/webhook/subscription/${webhook._id}/health`],
+      ['GET', '/webhook/stats', '/webhook/stats'],
       ['GET', '/webhook/subscription/logs/{id}', `/webhook/subscription/logs/${webhook._id}`],
       ['POST', '/webhook/subscription/{id}/recover', `/webhook/subscription/${webhook._id}/recover`, { since: 0 }],
       ['POST', '/webhook/subscription/logs/{logId}/resend', `/webhook/subscription/logs/${deliveries[0]!.id}/resend`],

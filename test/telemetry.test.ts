@@ -226,7 +226,11 @@ describe('OpenTelemetry metrics', () => {
     for (const n of [1, 2, 3]) await emitTo(groups.ok, n)
     await until(() => gate.held === 1)
     // Ordered: one out, all three open.
-    expect(sum((await otel.collect()).get('cotwebhook.deliveries.open'))).toBe(3)
+    const during = await otel.collect()
+    expect(sum(during.get('cotwebhook.deliveries.open'))).toBe(3)
+    const waited = during.get('cotwebhook.deliveries.oldest_open_age')!.dataPoints[0]!.value as number
+    expect(waited).toBeGreaterThanOrEqual(0)
+    expect(during.get('cotwebhook.deliveries.oldest_open_age')!.descriptor.unit).toBe('s')
     gate.open()
     await emitTo(groups.flaky, 4)
     await emitTo(groups.dead, 5)
@@ -247,6 +251,7 @@ describe('OpenTelemetry metrics', () => {
     expect(sum(m.get('cotwebhook.circuit.transitions'), { 'cotwebhook.circuit.state': 'open' })).toBe(1)
     expect(sum(m.get('cotwebhook.webhooks.disabled'), { 'cotwebhook.disable.reason': 'gone' })).toBe(1)
     expect(sum(m.get('cotwebhook.deliveries.open'))).toBe(0)
+    expect(m.get('cotwebhook.deliveries.oldest_open_age')!.dataPoints[0]!.value).toBe(0)
 
     // A webhook edited meanwhile keeps counting into the same series (its attributes are made again).
     const ok = (await hooks.registry.list(COMPANY)).webhooks.find((w) => w.code === 'ok')!

@@ -180,6 +180,11 @@ export function d1Store(db: D1Like, options: D1StoreOptions = {}): SqlStore {
       return queues.endpoint(webhookId)
     },
 
+    async stats(company) {
+      await ready()
+      return queues.stats(company)
+    },
+
     async resetEndpoint(webhookId) {
       await ready()
       await queues.resetEndpoint(webhookId)

@@ -37,6 +37,7 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
   const transitions = meter.createCounter('cotwebhook.circuit.transitions', { unit: '{transition}', description: 'Circuits opened or closed, by state' })
   const disabled = meter.createCounter('cotwebhook.webhooks.disabled', { unit: '{webhook}', description: 'Webhooks the engine turned off, by reason' })
   const open = meter.createObservableGauge('cotwebhook.deliveries.open', { unit: '{delivery}', description: 'Deliveries not yet final, in the store' })
+  const oldest = meter.createObservableGauge('cotwebhook.deliveries.oldest_open_age', { unit: 's', description: 'How long the oldest open delivery in the store has waited' })
 
   // What every attempt to a webhook shares, made once: attribute sets are hashed by the metrics SDK
   // on every measurement, and building them per attempt showed in profiles.
@@ -156,7 +157,12 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
     },
 
     observe(source) {
-      open.addCallback(async (result) => result.observe(await source.openCount()))
+      // One read of the store per collection for both gauges.
+      meter.addBatchObservableCallback(async (result) => {
+        const backlog = await source.backlog()
+        result.observe(open, backlog.open)
+        result.observe(oldest, (backlog.oldestOpenAgeMs ?? 0) / 1000)
+      }, [open, oldest])
     },
   }
 }

@@ -4,6 +4,7 @@ import { batcher } from '../sql/batcher.js'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
 import { SCHEMA_VERSION, backfillQueues, schemaStatements, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
 import { endpointOf, type QueueRecord } from './pg-endpoint.js'
+import { statsSql } from '../sql/stats-sql.js'
 import { functionStatements } from './pg-functions.js'
 import { functionNames } from './pg-sql.js'
 import { listen } from './listen.js'
@@ -360,6 +361,18 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         [webhookId],
       )
       return { ...endpointOf((rows[0].queue ?? undefined) as QueueRecord | undefined), open: Number(rows[0].open) }
+    },
+
+    async stats(company) {
+      await ready()
+      const { rows } = await pool.query(statsSql('postgres', t, company !== undefined), company === undefined ? [] : [company])
+      return rows.map((row: QueueRecord & { webhook_id: string; company: string; pending: string; oldest: string | null }) => ({
+        webhookId: row.webhook_id,
+        company: row.company,
+        ...endpointOf(row),
+        open: Number(row.pending),
+        oldestOpenAt: row.oldest === null ? null : Number(row.oldest),
+      }))
     },
 
     async resetEndpoint(webhookId) {

@@ -1,6 +1,7 @@
-import { LeaseLostError, type ClaimOptions, type ClaimedDelivery, type EndpointState, type Lease, type RateLimit, type SettleResult, type Settlement } from 'cotwebhook'
+import { LeaseLostError, type ClaimOptions, type ClaimedDelivery, type EndpointState, type Lease, type RateLimit, type SettleResult, type Settlement, type WebhookStats } from 'cotwebhook'
 import { applyQueueSettle, gateOf, queueAvailability, takeFromQueue, type QueueState } from './queue-rules.js'
 import { toDelivery, type DeliveryRow, type Tables } from './schema.js'
+import { statsSql } from './stats-sql.js'
 
 /**
  * The per-webhook queues on SQLite, shared by the better-sqlite3/`bun:sqlite` store and the D1 store:
@@ -411,6 +412,11 @@ export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
     async endpoint(webhookId: string): Promise<EndpointState> {
       const state = await read(webhookId)
       return toEndpoint(state)
+    },
+
+    async stats(company?: string): Promise<WebhookStats[]> {
+      const rows = await x.all<QueueRow & { pending: number | string; oldest: number | string | null }>(statsSql('sqlite', t, company !== undefined), company === undefined ? [] : [company])
+      return rows.map((row) => ({ webhookId: row.webhook_id, company: row.company, ...toEndpoint(fromRow(row)), open: Number(row.pending), oldestOpenAt: num(row.oldest) }))
     },
 
     async resetEndpoint(webhookId: string): Promise<void> {

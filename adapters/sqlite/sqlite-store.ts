@@ -360,6 +360,10 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
       return queuesOf(await ready()).endpoint(webhookId)
     },
 
+    async stats(company) {
+      return queuesOf(await ready()).stats(company)
+    },
+
     async resetEndpoint(webhookId) {
       await transact((queues) => queues.resetEndpoint(webhookId))
     },

@@ -38,6 +38,8 @@ const ListQuerySchema = v.object({
 
 const PageQuerySchema = v.object({ limit: v.optional(Integer), page: v.optional(Integer) })
 
+const StatsQuerySchema = v.object({ limit: v.optional(Integer) })
+
 /**
  * The REST routes of Cotalker's webhook API, scoped to the caller's company. Mount under `/api/v3`:
  *
@@ -49,6 +51,7 @@ const PageQuerySchema = v.object({ limit: v.optional(Integer), page: v.optional(
  * - `PATCH /webhook/subscription/:id` → `{ data: COTWebhook }`
  * - `POST /webhook/subscription/:id/secret/rotate` — `{ overlapMs?, secret? }` → `{ data: { secret, previousExpiresAt } }`
  * - `GET /webhook/subscription/:id/health` → `{ data: HealthReport }`
+ * - `GET /webhook/stats` — `?limit=100` → `{ data: EngineStats }`: the company's backlog and circuits
  * - `POST /webhook/subscription/logs/:logId/resend` → 202 `{ data: { deliveries } }`
  * - `POST /webhook/subscription/:id/recover` — `{ since, limit? }` → 202 `{ data: { deliveries, nextSince? } }`
  * - `POST /webhook/subscription/:id/test` — `{ data? }` → 202 `{ data: { deliveries } }`
@@ -85,6 +88,7 @@ export function webhookApi(hooks: Webhooks | ((c: Context) => Webhooks), options
   }
   app.use('/webhook/subscription', companyScope)
   app.use('/webhook/subscription/*', companyScope)
+  app.use('/webhook/stats', companyScope)
 
   const limitBody = bodyLimit({
     maxSize: maxBodyBytes,
@@ -138,6 +142,11 @@ export function webhookApi(hooks: Webhooks | ((c: Context) => Webhooks), options
 
   app.get('/webhook/subscription/:id/health', async (c) => {
     return c.json({ data: await engine(c).health(c.var.company, c.req.param('id')) })
+  })
+
+  app.get('/webhook/stats', async (c) => {
+    const { limit } = parse(StatsQuerySchema, c.req.query(), 'query')
+    return c.json({ data: await engine(c).stats(c.var.company, limit === undefined ? {} : { limit }) })
   })
 
   app.post('/webhook/subscription/logs/:logId/resend', limitBody, async (c) => {

@@ -59,6 +59,38 @@ const deliveryRef = {
   required: ['id', 'webhookId', 'eventId'],
 }
 const time = { type: ['integer', 'null'], description: 'epoch milliseconds' }
+const nullableNumber = { type: ['number', 'null'] }
+const stats = {
+  type: 'object',
+  properties: {
+    at: { type: 'number' },
+    open: { type: 'integer' },
+    oldestOpenAgeMs: nullableNumber,
+    circuitsOpen: { type: 'integer' },
+    more: { type: 'integer' },
+    webhooks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          webhookId: { type: 'string' }, company: { type: 'string' }, open: { type: 'integer' }, oldestOpenAgeMs: nullableNumber,
+          circuit: { type: 'string', enum: ['open', 'half-open', 'closed'] }, circuitOpenUntil: nullableNumber, consecutiveFailures: { type: 'integer' },
+          failingSince: nullableNumber, lastSuccessAt: nullableNumber, lastFailureAt: nullableNumber,
+        },
+        required: ['webhookId', 'company', 'open', 'oldestOpenAgeMs', 'circuit', 'circuitOpenUntil', 'consecutiveFailures', 'failingSince', 'lastSuccessAt', 'lastFailureAt'],
+      },
+    },
+    outcomes: {
+      type: 'object',
+      properties: {
+        attempts: { type: 'object', properties: { success: { type: 'integer' }, failure: { type: 'integer' }, gone: { type: 'integer' } } },
+        deliveries: { type: 'object', properties: { succeeded: { type: 'integer' }, failed: { type: 'integer' } } },
+      },
+    },
+  },
+  required: ['at', 'open', 'oldestOpenAgeMs', 'circuitsOpen', 'webhooks', 'more', 'outcomes'],
+}
+
 const health = {
   type: 'object',
   properties: {
@@ -182,6 +214,14 @@ export function openApiDocument(options: OpenApiOptions = {}): Json & { paths: R
       },
       '/webhook/subscription/{id}/health': {
         get: { operationId: 'getHealth', summary: 'Failures in a row, last success, circuit state', parameters: [id], responses: { 200: ok('the health', data(health)), ...errors(400, 401, 404) } },
+      },
+      '/webhook/stats': {
+        get: {
+          operationId: 'getStats',
+          summary: 'The company’s open deliveries and circuits per webhook (circuits first, then the largest backlogs), and this instance’s outcomes',
+          parameters: [{ name: 'limit', in: 'query', description: 'webhooks listed, 1–1000 (default 100)', schema: { type: 'string', pattern: '^\\d{1,9}$' } }],
+          responses: { 200: ok('the stats', data(stats)), ...errors(400, 401) },
+        },
       },
       '/webhook/subscription/{id}/recover': {
         post: {

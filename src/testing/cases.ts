@@ -41,6 +41,7 @@ export const CONFORMANCE_CASES = [
   'keeps endpoint state, queues and leases when the store is opened again',
   'never hands two deliveries of one webhook to concurrent ordered claimers',
   'keeps an emit’s trace context with each of its deliveries, through claims, reads and a reopen',
+  'answers stats that agree with the deliveries and the endpoint state, per company',
 ] as const
 
 /** One case name of {@link CONFORMANCE_CASES}. */

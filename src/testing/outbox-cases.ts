@@ -29,6 +29,40 @@ export interface SuiteTools {
  * settle and release, wake times, logs and pruning.
  */
 export function outboxCases({ test, claim, enqueue, hook, A, B, store, reopen }: SuiteTools): void {
+  test('answers stats that agree with the deliveries and the endpoint state, per company', async () => {
+    expect(await store().stats()).toEqual([])
+    const w1 = await hook()
+    const w2 = await hook()
+    const w3 = await hook(B)
+    await enqueue([w1], 1_000)
+    await enqueue([w1, w2], 2_000)
+    await enqueue([w1], 3_000)
+    await enqueue([w3], 4_000, { event: taskEvent(B) })
+    // w1's head fails (the endpoint learns of it), then ends; w2's only delivery succeeds.
+    const [head] = await claim(1_000)
+    await store().settle(head!.lease, {
+      now: 1_500, state: 'failed', response: 'no', attempt: { at: new Date(1_500).toISOString(), status: 500, durationMs: 1 },
+      endpoint: { outcome: 'failure', exhausted: true, policy: { failureThreshold: 5, cooldownMs: 1_000, maxCooldownMs: 2_000, disableAfterFailures: 0, disableAfterMs: 0 } },
+    })
+    const two = (await claim(2_000, { ordered: false })).find((c) => c.delivery.webhookId === w2)!
+    await store().settle(two.lease, { now: 2_500, state: 'succeeded', response: 'ok' })
+    const all = await store().stats()
+    const of = (id: string) => all.find((s) => s.webhookId === id)!
+    expect(all.map((s) => s.webhookId).sort()).toEqual([w1, w2, w3].sort())
+    expect(of(w1)).toMatchObject({ company: A, open: 2, oldestOpenAt: 2_000, consecutiveFailures: 1, lastFailureAt: 1_500 })
+    expect(of(w2)).toMatchObject({ company: A, open: 0, oldestOpenAt: null })
+    expect(of(w3)).toMatchObject({ company: B, open: 1, oldestOpenAt: 4_000 })
+    // What each says of its endpoint is what endpoint() says, and the open counts add up.
+    for (const s of all) {
+      const { open: _open, ...endpoint } = await store().endpoint(s.webhookId)
+      const { webhookId: _id, company: _company, oldestOpenAt: _oldest, open: _counted, ...stated } = s
+      expect(stated).toEqual(endpoint)
+    }
+    expect(all.reduce((n, s) => n + s.open, 0)).toBe(await store().openCount())
+    expect((await store().stats(B)).map((s) => s.webhookId)).toEqual([w3])
+    expect((await store().stats(A)).map((s) => s.webhookId).sort()).toEqual([w1, w2].sort())
+  })
+
   test('keeps an emit’s trace context with each of its deliveries, through claims, reads and a reopen', async () => {
     const w1 = await hook()
     const w2 = await hook()

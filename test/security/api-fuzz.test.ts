@@ -71,6 +71,7 @@ const ROUTES: Array<[string, string]> = [
   ['POST', '/webhook/subscription/:id/test'],
   ['GET', '/webhook/subscription/logs/:id'],
   ['POST', '/webhook/subscription/logs/:id/resend'],
+  ['GET', '/webhook/stats'],
 ]
 const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE', 'HEAD', 'OPTIONS']
 const route = fc.oneof(

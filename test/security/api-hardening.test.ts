@@ -121,6 +121,12 @@ describe('tenant isolation', () => {
     }
     const list = await call('GET', '/webhook/subscription', undefined, 'token-b')
     expect(list.body).toEqual({ data: { webhooks: [], count: 0 } })
+    // The stats route: another company sees none of this one's webhooks; without a token, 401.
+    const stats = await call('GET', '/webhook/stats', undefined, 'token-b')
+    expect(stats.status).toBe(200)
+    expect(stats.text).not.toContain(webhook._id)
+    expect(stats.text).not.toContain(COMPANY)
+    expect((await call('GET', '/webhook/stats', undefined, '')).status).toBe(401)
     expect(await state()).toBe(before)
   })
 })
