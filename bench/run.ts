@@ -12,6 +12,7 @@ import { backlogClaimBench, backlogDrainBench } from './backlog.js'
 import { deadEndpointInstancesBench, deadEndpointWritesBench } from './dead-endpoint.js'
 import { dispatchBench } from './dispatch.js'
 import { telemetryBench } from './telemetry.js'
+import { statsBench } from './stats.js'
 import { durableBench } from './durable.js'
 import { emitOverheadBench } from './emit-overhead.js'
 import { latencyBench } from './latency.js'
@@ -58,6 +59,7 @@ const TARGETS: Record<string, { text: string; met: (r: Result) => boolean }> = {
   // The operators issue: traces and metrics on cost at most 10%; the API without an SDK, nothing measurable.
   'telemetry-sdk': { text: '≥ 0.90', met: (r) => r.ratio >= 0.9 },
   'telemetry-api': { text: '≥ 0.95', met: (r) => r.ratio >= 0.95 },
+  'stats-postgres': { text: '< 10 ms', met: (r) => r.value < 10 },
 }
 
 /** Every step, by the name that selects it on the command line, in the order they run. */
@@ -74,6 +76,7 @@ const STEPS: Record<string, () => Promise<Result | Result[]>> = {
   flood: floodBench,
   'fairness-cost': fairnessCostBench,
   telemetry: telemetryBench,
+  stats: statsBench,
   peers: () => peersBench({ quick, runs: quick ? 1 : 3 }),
   'peers-latency': () => peersLatencyBench({ quick, runs: quick ? 1 : 3 }),
 }

@@ -17,12 +17,12 @@ describe('npm run bench', () => {
     try {
       // The peer steps install graphile-worker, pg-boss and BullMQ (and a Node 22 binary) on first use:
       // a benchmark's business, not a test's. Every other step runs.
-      const steps = ['matcher', 'memory', 'dispatch', 'latency', 'emit-overhead', 'durable', ...(pgUp ? ['backlog', 'dead-endpoint'] : []), 'hanging', 'flood', 'fairness-cost', 'telemetry']
+      const steps = ['matcher', 'memory', 'dispatch', 'latency', 'emit-overhead', 'durable', ...(pgUp ? ['backlog', 'dead-endpoint'] : []), 'hanging', 'flood', 'fairness-cost', 'telemetry', ...(pgUp ? ['stats'] : [])]
       await run(process.execPath, ['--import', 'tsx', '--conditions=cotwebhook-source', 'bench/run.ts', '--quick', '--out', out, ...steps], { cwd: root, timeout: 240_000 })
       const report = JSON.parse(readFileSync(out, 'utf8')) as { machine: string; results: { name: string; value: number; baseline: number; ratio: number; unit: string }[] }
       const names = ['matcher', 'memory', 'dispatch', 'dispatch-ordered', 'latency', 'emit-overhead', 'durable-sqlite',
         ...(pgUp ? ['durable-postgres', 'backlog-drain', 'backlog-claim', 'dead-endpoint-writes', 'dead-endpoint-instances'] : []),
-        'neighbours-hanging', 'neighbours-hanging-unordered', 'neighbours-flood', ...(pgUp ? ['neighbours-flood-postgres'] : []), 'fairness-cost', 'fairness-cost-ordered', 'telemetry-sdk', 'telemetry-api']
+        'neighbours-hanging', 'neighbours-hanging-unordered', 'neighbours-flood', ...(pgUp ? ['neighbours-flood-postgres'] : []), 'fairness-cost', 'fairness-cost-ordered', 'telemetry-sdk', 'telemetry-api', ...(pgUp ? ['stats-postgres'] : [])]
       // Counts of what should not happen (writes while a circuit is open) may well be 0.
       const counts = new Set(['dead-endpoint-writes'])
       expect(report.results.map((r) => r.name)).toEqual(names)
