@@ -86,3 +86,47 @@ describe('the example receiver', () => {
     expect(arrivals.sort()).toEqual([false, true])
   })
 })
+
+describe('the example host with OpenTelemetry (OTEL=1) and the Prometheus route (METRICS_TOKEN)', () => {
+  it('follows one trace from the request to the host into the receiver, and both metric endpoints answer', async () => {
+    const { InMemorySpanExporter } = await import('@opentelemetry/sdk-trace-base')
+    const { openTelemetry } = await import('cotwebhook/otel')
+    const { startTelemetry, traceRequests } = await import('../examples/node/telemetry.js')
+    const { createServer } = await import('node:net')
+    // A free port for the Prometheus exporter's own server.
+    const prometheusPort = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number }
+        probe.close(() => resolve(port))
+      })
+    })
+    const spans = new InMemorySpanExporter()
+    const otel = startTelemetry({ spanExporter: spans, prometheusPort })
+    try {
+      receiver = await startReceiver()
+      const hooks = engine({ telemetry: openTelemetry() })
+      const { app } = createHostApp({ hooks, tokens: { t: '625be93a286ef83c1c0e845f' }, before: traceRequests(), metricsToken: 'ops-token' })
+      const auth = { authorization: 'Bearer t', 'content-type': 'application/json' }
+      await app.request('/api/v3/webhook/subscription', { method: 'POST', headers: auth, body: JSON.stringify({ name: 'Tasks', code: 'tasks', trigger: 'create-edit-delete-task', url: receiver.url }) })
+      // The caller's own trace, continued by the host.
+      const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736'
+      const created = await app.request('/tasks', { method: 'POST', headers: { ...auth, traceparent: `00-${callerTrace}-00f067aa0ba902b7-01` }, body: JSON.stringify({ name: 'Fix the pump', taskGroup: '6261612a8f1e99002e5c8cce' }) })
+      expect(created.status).toBe(201)
+      await hooks.drain()
+      expect(receiver.requests).toHaveLength(1)
+      expect(receiver.requests[0]!.headers.traceparent?.split('-')[1]).toBe(callerTrace)
+      await otel.tracerProvider.forceFlush()
+      const names = spans.getFinishedSpans().filter((s) => s.spanContext().traceId === callerTrace).map((s) => s.name)
+      expect(names).toEqual(expect.arrayContaining(['POST /tasks', 'cotwebhook emit', 'POST']))
+      // The SDK's Prometheus exporter, and cotwebhook's own route (operator only).
+      const exported = await (await fetch(otel.metricsUrl)).text()
+      expect(exported).toMatch(/cotwebhook_attempts_total\{[^}]*cotwebhook_outcome="success"[^}]*\} 1/)
+      expect(exported).toMatch(/http_client_request_duration_count\{[^}]*http_response_status_code="200"[^}]*\} 1/)
+      expect((await app.request('/ops/metrics')).status).toBe(401)
+      const route = await app.request('/ops/metrics', { headers: { authorization: 'Bearer ops-token' } })
+      expect(await route.text()).toContain('cotwebhook_attempts_total{outcome="success"} 1')
+    } finally {
+      await otel.shutdown()
+    }
+  })
+})

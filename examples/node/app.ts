@@ -1,8 +1,8 @@
-import { Hono, type Context } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
 import { html, raw } from 'hono/html'
 import { createWebhooks, type EmitInput, type Webhooks } from 'cotwebhook'
-import { consoleStylesheet, errorResponse, webhookApi, webhookConsole, webhooks, type WebhooksVariables } from 'cotwebhook/hono'
+import { consoleStylesheet, errorResponse, webhookApi, webhookConsole, webhookMetrics, webhooks, type WebhooksVariables } from 'cotwebhook/hono'
 import { Domain, EVENT_TYPE, type Kind } from './domain.js'
 
 /** Bearer tokens of the demo companies (override with COTWEBHOOK_TOKENS="token=companyId,…"). */
@@ -20,6 +20,10 @@ export function parseTokens(text: string | undefined): Record<string, string> {
 export interface HostOptions {
   hooks?: Webhooks
   tokens?: Record<string, string>
+  /** Runs before every route (the telemetry example's request spans). */
+  before?: MiddlewareHandler
+  /** The operator's token for the Prometheus route at /ops/metrics; without it the route is not mounted. */
+  metricsToken?: string
 }
 
 const KIND = ':kind{tasks|users|surveys|properties}'
@@ -38,6 +42,8 @@ export function createHostApp(options: HostOptions = {}) {
 
   const app = new Hono<Env>()
   app.onError((error, c) => errorResponse(c, error, console.error))
+  if (options.before) app.use('*', options.before)
+  if (options.metricsToken) app.route('/ops', webhookMetrics(hooks, { token: options.metricsToken }))
   app.get('/', (c) => c.html(html`<!doctype html><title>cotwebhook example host</title>
 <p>cotwebhook example host. <a href="/console">Open the delivery console</a> · <a href="/api/v3/webhook/openapi.json">REST API (OpenAPI)</a></p>`))
   app.route('/api/v3', webhookApi(hooks, { company: companyOf }))
