@@ -160,7 +160,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
   // The webhook's trigger, once its target was read (for telemetry).
   let trigger = ''
   const ended = (result: 'succeeded' | 'failed') => {
-    ctx.outcomes?.delivery(delivery.company, result)
+    ctx.outcomes?.delivery(delivery.company, result, ctx.now())
     ctx.telemetry?.delivered?.({ company: delivery.company, webhookId: delivery.webhookId, trigger, outcome: result, attempts: made })
   }
 

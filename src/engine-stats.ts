@@ -1,4 +1,4 @@
-import type { Outcomes } from './outcome-counts.js'
+import type { MinuteOutcomes, Outcomes } from './outcome-counts.js'
 import type { Store } from './store.js'
 
 /** One webhook in {@link EngineStats}. */
@@ -35,6 +35,8 @@ export interface EngineStats {
   more: number
   /** This engine's outcomes since it started (a fleet sums its instances, as Prometheus does). */
   outcomes: Outcomes
+  /** This engine's deliveries ended per minute over the last hour, oldest first. */
+  recent: MinuteOutcomes[]
 }
 
 /**
@@ -42,10 +44,10 @@ export interface EngineStats {
  *
  * @example
  * ```ts
- * const stats = await readStats(store, counts.read(company), Date.now(), company, 20)
+ * const stats = await readStats(store, { outcomes: counts.read(company), recent: counts.recent(company, now) }, now, company, 20)
  * ```
  */
-export async function readStats(store: Store, outcomes: Outcomes, now: number, company: string | undefined, limit: number): Promise<EngineStats> {
+export async function readStats(store: Store, counts: { outcomes: Outcomes; recent: MinuteOutcomes[] }, now: number, company: string | undefined, limit: number): Promise<EngineStats> {
   const rows = await store.stats(company)
   let open = 0
   let oldest: number | null = null
@@ -76,6 +78,6 @@ export async function readStats(store: Store, outcomes: Outcomes, now: number, c
     circuitsOpen: listed.filter((w) => w.circuit !== 'closed').length,
     webhooks: listed.slice(0, limit),
     more: Math.max(0, listed.length - limit),
-    outcomes,
+    ...counts,
   }
 }

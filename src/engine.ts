@@ -318,7 +318,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   telemetry?.observe?.({
     openCount: () => store.openCount(),
     backlog: async () => {
-      const { open, oldestOpenAgeMs } = await readStats(store, outcomes.read(), now(), undefined, 0)
+      const { open, oldestOpenAgeMs } = await readStats(store, { outcomes: outcomes.read(), recent: [] }, now(), undefined, 0)
       return { open, oldestOpenAgeMs }
     },
   })
@@ -440,7 +440,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       if (company !== undefined) objectIdArgument(company, 'company')
       const limit = statsOptions.limit ?? 100
       if (!Number.isInteger(limit) || limit < 1 || limit > 1_000) throw ValidationError.field('limit', 'limit: must be an integer from 1 to 1000')
-      return readStats(store, outcomes.read(company), now(), company, limit)
+      const at = now()
+      return readStats(store, { outcomes: outcomes.read(company), recent: outcomes.recent(company, at) }, at, company, limit)
     },
 
     drain: () => dispatcher.drain(),

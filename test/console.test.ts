@@ -382,3 +382,46 @@ function checkRequired(schema: Json, value: unknown, schemas: Record<string, Jso
   }
   if (schema.type === 'array' && Array.isArray(value)) for (const item of value) checkRequired(schema.items as Json, item, schemas, `${where}[]`)
 }
+
+describe('the overview page', () => {
+  it('shows what waits, the circuits first, and the last hour by minute; another company sees none of it', async () => {
+    const { startReceiver, until, heldAnswers } = await import('./helpers/receiver.js')
+    const gate = heldAnswers()
+    const receiver = await startReceiver((request) => (request.path === '/held' ? gate.hold() : request.path === '/dead' ? { status: 500 } : { status: 200 }))
+    try {
+      const live = engine({ retry: { schedule: [] }, circuitBreaker: { failureThreshold: 1, cooldownMs: 60_000 } })
+      const overview = new Hono().route('/admin/hooks', webhookConsole(live, { company: (c) => SESSIONS[c.req.header('x-session') ?? ''], basePath: '/admin/hooks', csrfSecret: 't', onError: (e) => errors.push(e) }))
+      const page = async (session: string) => (await overview.request('/admin/hooks/overview', { headers: { 'x-session': session } })).text()
+      expect(await page('a')).toContain('Nothing waits and no circuit is open.')
+      expect(await page('a')).toContain('No deliveries ended here in the last hour.')
+      const dead = await live.registry.create(COMPANY, taskWebhook(`${receiver.url}/dead`, { name: 'Dead one', code: 'dead', context: { taskGroup: '6261612a8f1e99002e5c8cc2' } }))
+      const held = await live.registry.create(COMPANY, taskWebhook(`${receiver.url}/held`, { name: 'Held one', code: 'held', context: { taskGroup: TASK_GROUP } }))
+      const ok = await live.registry.create(COMPANY, taskWebhook(`${receiver.url}/ok`, { name: 'Fine one', code: 'ok', context: { taskGroup: '6261612a8f1e99002e5c8cc3' } }))
+      await live.emit({ ...taskEvent(1), data: { ...taskEvent(1).data, taskGroup: '6261612a8f1e99002e5c8cc2' } } as never)
+      await live.emit({ ...taskEvent(2), data: { ...taskEvent(2).data, taskGroup: '6261612a8f1e99002e5c8cc3' } } as never)
+      for (const n of [3, 4]) await live.emit(taskEvent(n))
+      await until(async () => gate.held === 1 && (await live.stats(COMPANY)).outcomes.deliveries.succeeded === 1 && (await live.stats(COMPANY)).circuitsOpen === 1)
+      const html = await page('a')
+      expect(html).toMatch(/id="open">2</)
+      expect(html).toMatch(/id="circuits">1</)
+      // The open circuit first, then the backlog; the healthy, empty webhook is not listed.
+      const rows = [...html.matchAll(/<a href="\/admin\/hooks\/w\/([0-9a-f]{24})">([^<]+)<\/a>/g)].map((m) => [m[1], m[2]])
+      expect(rows).toEqual([[dead.webhook._id, 'Dead one'], [held.webhook._id, 'Held one']])
+      expect(html).not.toContain(ok.webhook._id)
+      // Both ended within a second or so: one minute, or two when they straddle its end.
+    expect(html).toMatch(/aria-label="Last hour: 1 deliveries succeeded, 1 failed \(50% failed\); busiest minute [12]"/)
+      expect(html.match(/class="bar-succeeded"/g)).toHaveLength(1)
+      expect(html).toContain('href="/admin/hooks/overview"')
+      // Another company's overview holds nothing of this one.
+      const theirs = await page('b')
+      expect(theirs).toContain('Nothing waits and no circuit is open.')
+      expect(theirs).toContain('No deliveries ended here in the last hour.')
+      expect(theirs).not.toContain(dead.webhook._id)
+      gate.open()
+    } finally {
+      gate.open()
+      await closeAll()
+      await receiver.close()
+    }
+  })
+})

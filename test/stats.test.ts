@@ -79,6 +79,28 @@ describe('hooks.stats()', () => {
   })
 })
 
+describe('the per-minute outcomes of stats().recent', () => {
+  it('keep the last hour by minute, per company, and forget a minute when its slot comes round again', async () => {
+    const { outcomeCounts } = await import('../src/outcome-counts.js')
+    const counts = outcomeCounts()
+    const m = 29_000_000 * 60_000 // a whole minute
+    counts.delivery(COMPANY, 'succeeded', m + 5)
+    counts.delivery(COMPANY, 'failed', m + 59_999)
+    counts.delivery(OTHER_COMPANY, 'succeeded', m + 60_000)
+    const recent = counts.recent(COMPANY, m + 60_000)
+    expect(recent).toHaveLength(60)
+    expect(recent.at(-1)).toEqual({ start: m + 60_000, succeeded: 0, failed: 0 })
+    expect(recent.at(-2)).toEqual({ start: m, succeeded: 1, failed: 1 })
+    expect(counts.recent(undefined, m + 60_000).at(-1)).toEqual({ start: m + 60_000, succeeded: 1, failed: 0 })
+    // An hour on, the same slot holds the new minute only; the old one has left the window.
+    counts.delivery(COMPANY, 'succeeded', m + 3_600_000)
+    const later = counts.recent(COMPANY, m + 3_600_000)
+    expect(later.at(-1)).toEqual({ start: m + 3_600_000, succeeded: 1, failed: 0 })
+    expect(later.reduce((n, x) => n + x.succeeded + x.failed, 0)).toBe(1)
+    expect(counts.recent(OTHER_COMPANY, m + 3_600_000 + 120_000).every((x) => x.succeeded === 0)).toBe(true)
+  })
+})
+
 describe('GET /webhook/stats', () => {
   const call = async (hooks: Webhooks, path: string, token: string) => {
     const errors: unknown[] = []

@@ -80,6 +80,11 @@ const stats = {
         required: ['webhookId', 'company', 'open', 'oldestOpenAgeMs', 'circuit', 'circuitOpenUntil', 'consecutiveFailures', 'failingSince', 'lastSuccessAt', 'lastFailureAt'],
       },
     },
+    recent: {
+      type: 'array',
+      description: 'deliveries this instance ended per minute over the last hour, oldest first',
+      items: { type: 'object', properties: { start: { type: 'number' }, succeeded: { type: 'integer' }, failed: { type: 'integer' } }, required: ['start', 'succeeded', 'failed'] },
+    },
     outcomes: {
       type: 'object',
       properties: {
@@ -88,7 +93,7 @@ const stats = {
       },
     },
   },
-  required: ['at', 'open', 'oldestOpenAgeMs', 'circuitsOpen', 'webhooks', 'more', 'outcomes'],
+  required: ['at', 'open', 'oldestOpenAgeMs', 'circuitsOpen', 'webhooks', 'more', 'outcomes', 'recent'],
 }
 
 const health = {

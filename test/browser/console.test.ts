@@ -163,7 +163,7 @@ describe.skipIf(!available)('delivery console in Chromium', () => {
       try {
         const small = await phone.newPage()
         await signIn(small)
-        for (const [name, url] of [['list', `${base}/console`], ['webhook', webhookUrl], ['delivery', deliveryUrl]] as const) {
+        for (const [name, url] of [['list', `${base}/console`], ['webhook', webhookUrl], ['delivery', deliveryUrl], ['overview', `${base}/console/overview`]] as const) {
           await small.goto(url)
           const overflow = await small.evaluate(() => {
             const width = document.documentElement.clientWidth

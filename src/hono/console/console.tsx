@@ -7,6 +7,7 @@ import { toLog } from '../../log.js'
 import { CONTEXT_FIELDS, TRIGGER_NAMES, type ContextField, type Trigger } from '../../triggers.js'
 import { createCsrf } from './csrf.js'
 import { DeliveryPage, ListPage, MessagePage, WebhookFormPage, WebhookPage, type FormValues, type ListRow, type PageContext } from './pages.js'
+import { OverviewPage } from './overview.js'
 
 /** Options of {@link webhookConsole}. */
 export interface ConsoleOptions {
@@ -185,6 +186,14 @@ export function webhookConsole(hooks: Webhooks | ((c: Context) => Webhooks), opt
       }),
     )
     return c.html(<ListPage ctx={c.var.page} rows={rows} count={matching.length} page={page} pages={pages} trigger={trigger} active={active} notice={notice(c)} />)
+  })
+
+  app.get('/overview', async (c) => {
+    const hooksOf = engine(c)
+    const stats = await hooksOf.stats(c.var.company, { limit: 20 })
+    const names = new Map<string, COTWebhook>()
+    await Promise.all(stats.webhooks.map((w) => hooksOf.registry.get(c.var.company, w.webhookId).then((webhook) => void names.set(w.webhookId, webhook), () => {})))
+    return c.html(<OverviewPage ctx={c.var.page} stats={stats} names={names} />)
   })
 
   app.get('/new', (c) => c.html(<WebhookFormPage ctx={c.var.page} mode="create" action={`${base}/new`} values={emptyValues()} errors={{}} />))

@@ -41,6 +41,7 @@ export function Layout({ ctx, heading, children, bare = false }: { ctx: Pick<Pag
         <header>
           <strong>{ctx.title}</strong>
           {bare ? null : <a href={ctx.base || "/"}>Webhooks</a>}
+          {bare ? null : <a href={`${ctx.base}/overview`}>Overview</a>}
           {bare ? null : <a href={`${ctx.base}/new`}>New webhook</a>}
           {!bare && ctx.openApiUrl ? <a href={ctx.openApiUrl}>API (OpenAPI)</a> : null}
           {!bare && ctx.logoutUrl ? (
