@@ -7,7 +7,8 @@ import type { HookCaller } from './operator-hooks.js'
 import type { RateLimiter } from './rate-limit.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
-import { sendAttempt, type AttemptResult } from './sender.js'
+import { observedAttempt } from './observed-attempt.js'
+import type { AttemptResult } from './sender.js'
 import type { Signer } from './signer.js'
 import type { Transport } from './transport.js'
 import type { ClaimedDelivery, EndpointChange, EndpointReport, Settlement, SettleResult, Store } from './store.js'
@@ -229,19 +230,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
         const heldUntil = claimed.probe ? 0 : ctx.guard.heldUntil(delivery.webhookId, ctx.now())
         if (heldUntil) return defer(heldUntil)
         await keepLease()
-        const recording = ctx.telemetry?.attempt({
-          company: delivery.company,
-          webhookId: delivery.webhookId,
-          deliveryId: delivery.id,
-          eventId: delivery.eventId,
-          trigger: target.webhook.trigger,
-          url: target.webhook.url,
-          attemptNumber: made + 1,
-          enqueuedAt: delivery.createdAt,
-          now: ctx.now(),
-          trace: delivery.trace,
-        })
-        const sent = await sendAttempt({
+        return observedAttempt(ctx, delivery, target.webhook, made + 1, {
           url: target.webhook.url,
           id: delivery.id,
           body,
@@ -252,16 +241,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
           maxRetryAfterMs: ctx.maxRetryAfterMs,
           transport: ctx.transport,
           now: ctx.now,
-          ...(recording?.headers ? { headers: recording.headers } : {}),
         })
-        ctx.outcomes?.attempt(delivery.company, sent.outcome === 'retry' ? 'failure' : sent.outcome)
-        recording?.end({
-          status: sent.attempt.error === undefined ? sent.attempt.status : null,
-          error: sent.attempt.error,
-          outcome: sent.outcome,
-          durationMs: sent.attempt.durationMs,
-        })
-        return sent
       })
     } finally {
       release()
