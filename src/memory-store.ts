@@ -1,7 +1,7 @@
 import { DueHeap } from './due-heap.js'
 import { applyEndpointReport, emptyEndpoint, endpointGate, refill, resetEndpointState } from './endpoint-state.js'
 import { LeaseLostError } from './errors.js'
-import type { COTWebhook } from './model.js'
+import { memoryWebhooks } from './memory-webhooks.js'
 import type {
   ClaimOptions,
   ClaimedDelivery,
@@ -10,16 +10,12 @@ import type {
   EnqueueInput,
   EnqueueResult,
   Lease,
-  Page,
   PruneResult,
   SettleResult,
   Settlement,
   Store,
-  StoredWebhook,
-  WebhookListQuery,
   WebhookStats,
 } from './store.js'
-import type { Trigger } from './triggers.js'
 
 /** Options of {@link memoryStore}. */
 export interface MemoryStoreOptions {
@@ -54,9 +50,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const copyOut = (delivery: Delivery): Delivery =>
     copying ? { ...delivery, attempts: delivery.attempts.map((a) => ({ ...a })) } : delivery
 
-  const webhooks = new Map<string, StoredWebhook>()
-  const companyWebhooks = new Map<string, string[]>() // creation order
-  const codes = new Set<string>()
+  const { methods: webhookMethods, companyOf } = memoryWebhooks(clone)
 
   const deliveries = new Map<string, Held>()
   const queues = new Map<string, Queue>()
@@ -76,11 +70,6 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const servedAt = new Map<string, number>()
   let orderedHeap: DueHeap<Queue> | undefined
   let anyHeap: DueHeap<Queue> | undefined
-
-  const owned = (company: string, id: string) => {
-    const record = webhooks.get(id)
-    return record && record.webhook.company === company ? record : undefined
-  }
 
   const holdOf = (lease: Lease, now: number): Held => {
     const held = deliveries.get(lease.deliveryId)
@@ -260,50 +249,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   }
 
   return {
-    async insertWebhook(record) {
-      const { webhook } = record
-      const codeKey = `${webhook.company}\0${webhook.code}`
-      if (codes.has(codeKey) || webhooks.has(webhook._id)) return false
-      codes.add(codeKey)
-      webhooks.set(webhook._id, clone(record))
-      const list = companyWebhooks.get(webhook.company) ?? []
-      list.push(webhook._id)
-      companyWebhooks.set(webhook.company, list)
-      return true
-    },
-
-    async getWebhook(company, id) {
-      const record = owned(company, id)
-      return record && clone(record)
-    },
-
-    async listWebhooks(company, query: WebhookListQuery): Promise<Page<COTWebhook>> {
-      const ids = companyWebhooks.get(company) ?? []
-      const matching: COTWebhook[] = []
-      for (const id of ids) {
-        const webhook = webhooks.get(id)!.webhook
-        if (query.isActive === undefined || webhook.isActive === query.isActive) matching.push(webhook)
-      }
-      return { items: clone(matching.slice(query.offset, query.offset + query.limit)), count: matching.length }
-    },
-
-    async activeWebhooks(company, trigger: Trigger) {
-      const out: COTWebhook[] = []
-      for (const id of companyWebhooks.get(company) ?? []) {
-        const webhook = webhooks.get(id)!.webhook
-        if (webhook.isActive && webhook.trigger === trigger) out.push(webhook)
-      }
-      return clone(out)
-    },
-
-    async updateWebhook(record, expectedVersion) {
-      const current = owned(record.webhook.company, record.webhook._id)
-      if (!current || current.webhook.__v !== expectedVersion) return false
-      // code is immutable; a store still refuses to break its uniqueness if a caller tries.
-      if (current.webhook.code !== record.webhook.code) return false
-      webhooks.set(record.webhook._id, clone(record))
-      return true
-    },
+    ...webhookMethods,
 
     async enqueue(input: EnqueueInput): Promise<EnqueueResult> {
       const key = input.idempotencyKey === undefined ? undefined : `${input.event.company}\0${input.idempotencyKey}`
@@ -461,7 +407,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     },
 
     async listDeliveries(company, webhookId, page) {
-      const list = owned(company, webhookId) ? logs.get(webhookId) : undefined
+      const list = companyOf(webhookId) === company ? logs.get(webhookId) : undefined
       if (!list) return { items: [], count: 0 }
       const items: Delivery[] = []
       let skip = page.offset
@@ -506,7 +452,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     },
 
     async setRate(webhookId, rate) {
-      const queue = queues.get(webhookId) ?? queueOf(webhookId, webhooks.get(webhookId)?.webhook.company ?? '')
+      const queue = queues.get(webhookId) ?? queueOf(webhookId, companyOf(webhookId) ?? '')
       queue.endpoint.rate = rate ? { perSecond: rate.perSecond, burst: rate.burst } : null
       if (rate) queue.bucket.tokens = Math.min(queue.bucket.tokens, rate.burst)
       reindex(queue)
