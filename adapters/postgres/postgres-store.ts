@@ -1,13 +1,13 @@
-import { LeaseLostError } from 'cotwebhook'
-import type { COTWebhook, ClaimOptions, ClaimedDelivery, EndpointChange, EnqueueInput, EnqueueResult, Lease, PruneResult, SettleResult, Settlement, StoreChange } from 'cotwebhook'
+import type { COTWebhook, ClaimOptions, ClaimedDelivery, EnqueueInput, EnqueueResult, Lease, PruneResult, SettleResult, Settlement, StoreChange } from 'cotwebhook'
 import { batcher } from '../sql/batcher.js'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
-import { SCHEMA_VERSION, backfillQueues, schemaStatements, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
+import { SCHEMA_VERSION, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
 import { endpointOf, type QueueRecord } from './pg-endpoint.js'
 import { statsSql } from '../sql/stats-sql.js'
-import { functionStatements } from './pg-functions.js'
 import { functionNames } from './pg-sql.js'
 import { listen } from './listen.js'
+import { migrateSchema } from './pg-migrate.js'
+import { deliverySelect, leasedAtEmit, settleItems, settleResults, toClaimed, type SettleItem } from './pg-rows.js'
 import type { PgPool, PgQueryable } from './pg-types.js'
 
 /** Options of {@link postgresStore}. */
@@ -29,9 +29,6 @@ export interface PostgresStoreOptions {
  */
 export type PostgresStore = SqlStore
 
-// How long migrate() waits for the tables' locks before it lets running instances go first and tries again.
-const MIGRATE_LOCK_TIMEOUT = '200ms'
-const MIGRATE_TRIES = 100
 
 /**
  * A store on PostgreSQL through a `pg.Pool`. Any number of processes may share one database. Each
@@ -129,36 +126,10 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
     },
   )
 
-  type SettleItem = { lease: Lease; settlement: Settlement; release?: true }
   const settleMany = batcher<SettleItem, SettleResult>(
     async (entries) => {
-      const items = entries.map(({ lease, settlement: s, release }) => ({
-        id: lease.deliveryId,
-        token: lease.token,
-        now: s.now,
-        state: s.state,
-        response: s.response,
-        ...(release ? { kind: 'release' } : {}),
-        ...(s.attempt ? { attempt: s.attempt } : {}),
-        ...(s.nextAttemptAt === undefined ? {} : { nextAttemptAt: s.nextAttemptAt }),
-        ...(s.holdUntil === undefined ? {} : { holdUntil: s.holdUntil }),
-        ...(s.endpoint ? { outcome: s.endpoint.outcome, exhausted: s.endpoint.exhausted ?? false, policy: s.endpoint.policy } : {}),
-        ...(s.next ? { next: s.next } : {}),
-      }))
-      const { rows } = await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(items)])
-      // One row per item; an item handed a delivery by the claim at the end has a second row with it.
-      const results = new Map<number, SettleResult | Error>()
-      for (const row of rows) {
-        if (!row.ok) {
-          results.set(row.i, new LeaseLostError(entries[row.i]!.lease.deliveryId))
-          continue
-        }
-        const result = (results.get(row.i) as SettleResult | undefined) ?? {}
-        if (row.change) result.endpoint = toChange(row.change)
-        if (row.next_delivery) result.next = toClaimed(row.next_delivery, row.next_event, row.next_probe, row.next_rate, row.next_burst)
-        results.set(row.i, result)
-      }
-      return entries.map(({ lease }, i) => results.get(i) ?? new LeaseLostError(lease.deliveryId))
+      const { rows } = await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(settleItems(entries))])
+      return settleResults(entries, rows)
     },
     { maxBatch: options.maxSettleBatch ?? 256, defer: setImmediate },
   )
@@ -206,39 +177,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
     async migrate() {
       // Nothing to do takes no lock: every instance runs migrate() on start, beside running emits.
       if ((await readVersion()) === String(SCHEMA_VERSION)) return gate.passed()
-      for (let tries = 1; ; tries++) {
-        try {
-          await transaction(async (client) => {
-            // Several processes may start at once: one migrates, the others wait and find it done.
-            await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`cotwebhook migrate ${schema}.${prefix}`])
-            const found = await client.query(`SELECT to_regclass($1) AS meta`, [t.meta])
-            let from: string | undefined
-            if (found.rows[0].meta) {
-              const { rows } = await client.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)
-              from = rows[0]?.value
-              if (from === String(SCHEMA_VERSION)) return
-              // An upgrade with instances running: take the tables before changing them (a short wait,
-              // never a deadlock: past the timeout this attempt stands aside and tries again).
-              await client.query(`SET LOCAL lock_timeout = '${MIGRATE_LOCK_TIMEOUT}'`)
-              await client.query(`LOCK TABLE ${t.idempotency}, ${t.events}, ${t.deliveries}, ${t.webhooks}, ${t.meta} IN ACCESS EXCLUSIVE MODE`)
-            } else {
-              await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
-            }
-            for (const statement of schemaStatements('postgres', t, from)) await client.query(statement)
-            await client.query(backfillQueues(t))
-            for (const statement of functionStatements(t, channel)) await client.query(statement)
-            await client.query(
-              `INSERT INTO ${t.meta} (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-              [String(SCHEMA_VERSION)],
-            )
-          })
-          break
-        } catch (error) {
-          // 55P03 lock_not_available: running instances hold the tables; let them finish, then retry.
-          if ((error as { code?: string }).code !== '55P03' || tries >= MIGRATE_TRIES) throw error
-          await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80))
-        }
-      }
+      await migrateSchema(transaction, t, { schema, prefix, channel })
       gate.passed()
     },
 
@@ -451,39 +390,6 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
 }
 
 // ---- internals
-
-function deliverySelect(t: ReturnType<typeof tables>): string {
-  return `SELECT d.seq, d.id, d.company, d.webhook_id, d.event_id, d.state, d.attempts, d.status, d.response,
-    d.created_at, d.updated_at, d.next_attempt_at, d.trace, e.body AS event FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
-}
-
-function toClaimed(row: DeliveryRow & { lease_token: string }, event: unknown, probe: boolean, perSecond: number | null, burst: number | string | null): ClaimedDelivery {
-  const claimed: ClaimedDelivery = { delivery: toDelivery({ ...row, event }), lease: { deliveryId: row.id, token: row.lease_token } }
-  if (probe) claimed.probe = true
-  claimed.rate = perSecond === null ? null : { perSecond: Number(perSecond), burst: Number(burst ?? 1) }
-  return claimed
-}
-
-// A delivery the enqueue leased to its emitter: written as the emitter gave it, so told back by id only.
-function leasedAtEmit(input: EnqueueInput, id: string, token: string): ClaimedDelivery {
-  const { webhookId } = input.deliveries.find((d) => d.id === id)!
-  const { event, eventId, now } = input
-  const delivery = {
-    id, company: event.company, webhookId, eventId, event, state: 'pending' as const, attempts: [], status: null, response: '', createdAt: now, updatedAt: now, nextAttemptAt: now,
-    ...(input.trace === undefined ? {} : { trace: input.trace }),
-  }
-  return { delivery, lease: { deliveryId: id, token }, rate: null }
-}
-
-function toChange(change: { opened?: number | string; closed?: boolean; openUntil?: number | string; disable?: string; consecutiveFailures: number; failingSince?: number | string }): EndpointChange {
-  return {
-    ...(change.opened !== undefined ? { circuit: { state: 'open' as const, until: Number(change.opened) } } : change.closed ? { circuit: { state: 'closed' as const } } : {}),
-    ...(change.openUntil === undefined ? {} : { openUntil: Number(change.openUntil) }),
-    ...(change.disable ? { disable: change.disable as 'failures' | 'failing-too-long' } : {}),
-    consecutiveFailures: Number(change.consecutiveFailures),
-    failingSince: change.failingSince === undefined ? null : Number(change.failingSince),
-  }
-}
 
 function asClient(tx: unknown): PgQueryable {
   if (!tx || typeof (tx as PgQueryable).query !== 'function') {
