@@ -1,4 +1,3 @@
-import { LeaseLostError } from 'cotwebhook'
 import type {
   COTWebhook,
   ClaimOptions,
@@ -15,6 +14,7 @@ import { batcher } from '../sql/batcher.js'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
 import { countBy, sqliteQueues, type SqlExecutor } from '../sql/sqlite-queues.js'
 import { sqliteSql } from '../sql/sqlite-sql.js'
+import { asConnection, atomic, isBusy, open, type SqliteDatabase, type SqliteStatement } from './sqlite-driver.js'
 import {
   SCHEMA_VERSION,
   backfillQueues,
@@ -26,20 +26,7 @@ import {
   type WebhookRow,
 } from '../sql/schema.js'
 
-/** A prepared statement, as better-sqlite3 and `bun:sqlite` both shape it. */
-export interface SqliteStatement {
-  run(...params: unknown[]): { changes: number | bigint }
-  get(...params: unknown[]): unknown
-  all(...params: unknown[]): unknown[]
-}
-
-/** A SQLite connection: a better-sqlite3 `Database` or a `bun:sqlite` `Database`. */
-export interface SqliteDatabase {
-  prepare(sql: string): SqliteStatement
-  exec(sql: string): unknown
-  readonly inTransaction: boolean
-  close(): unknown
-}
+export type { SqliteDatabase, SqliteStatement } from './sqlite-driver.js'
 
 /** Options of {@link sqliteStore}. */
 export interface SqliteStoreOptions {
@@ -395,68 +382,4 @@ export function sqliteStore(database: SqliteDatabase | string, options: SqliteSt
       }))))
     },
   }
-}
-
-// ---- internals
-
-/**
- * Runs `work` atomically: in its own IMMEDIATE transaction, or, inside a transaction already open on
- * the connection (the host's), as a savepoint that commits with it.
- */
-function atomic<T>(db: SqliteDatabase, work: () => T): T {
-  if (db.inTransaction) {
-    db.exec('SAVEPOINT cotwebhook')
-    try {
-      const result = work()
-      db.exec('RELEASE cotwebhook')
-      return result
-    } catch (error) {
-      db.exec('ROLLBACK TO cotwebhook')
-      db.exec('RELEASE cotwebhook')
-      throw error
-    }
-  }
-  db.exec('BEGIN IMMEDIATE')
-  try {
-    const result = work()
-    db.exec('COMMIT')
-    return result
-  } catch (error) {
-    if (db.inTransaction) db.exec('ROLLBACK')
-    throw error
-  }
-}
-
-function isBusy(error: unknown): boolean {
-  const code = String((error as { code?: unknown }).code ?? '')
-  return code.startsWith('SQLITE_BUSY') || /database is locked/i.test(String((error as Error).message))
-}
-
-function asConnection(tx: unknown): SqliteDatabase {
-  const db = tx as Partial<SqliteDatabase> | null
-  if (!db || typeof db.prepare !== 'function' || typeof db.exec !== 'function') {
-    throw new TypeError('sqliteStore: emit(…, { tx }) takes the SQLite Database on which your transaction is open')
-  }
-  return db as SqliteDatabase
-}
-
-async function open(database: SqliteDatabase | string): Promise<SqliteDatabase> {
-  const db = typeof database === 'string' ? await openPath(database) : database
-  // Never block the process inside SQLite waiting for a lock: the store waits asynchronously instead.
-  db.exec('PRAGMA busy_timeout = 0')
-  // WAL lets readers and one writer proceed together; NORMAL sync is durable across a process crash.
-  db.exec('PRAGMA journal_mode = WAL')
-  db.exec('PRAGMA synchronous = NORMAL')
-  return db
-}
-
-async function openPath(path: string): Promise<SqliteDatabase> {
-  if (typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined') {
-    // A variable keeps bundlers and type checkers from resolving Bun's module on Node.
-    const bunSqlite = 'bun:sqlite'
-    const { Database } = (await import(bunSqlite)) as { Database: new (path: string) => SqliteDatabase }
-    return new Database(path)
-  }
-  const { default: Database } = (await import('better-sqlite3')) as unknown as { default: new (path: string) => SqliteDatabase }
-  return new Database(path)
 }
