@@ -2,7 +2,7 @@ import type { COTWebhook, ClaimOptions, ClaimedDelivery, EnqueueInput, EnqueueRe
 import { batcher } from '../sql/batcher.js'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
 import { SCHEMA_VERSION, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
-import { endpointOf, type QueueRecord } from './pg-endpoint.js'
+import { endpointOf, type QueueRecord } from '../sql/queue-row.js'
 import { statsSql } from '../sql/stats-sql.js'
 import { functionNames } from './pg-sql.js'
 import { listen } from './listen.js'
