@@ -107,7 +107,13 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
   async function run<T>(url: string, send: () => Promise<T>): Promise<T> {
     if (active < concurrency) active++
     else await new Promise<void>((go) => queue.push(go))
-    const sending = send()
+    let sending: Promise<T>
+    try {
+      sending = send()
+    } catch (error) {
+      leaveMain()
+      throw error
+    }
     if (!lanes) {
       try {
         return await sending

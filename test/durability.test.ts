@@ -189,6 +189,10 @@ describe.skipIf(!pgUp)('two instances on one PostgreSQL', () => {
       expect(enqueued.size).toBe(2_000)
       const env = { STORE: 'postgres', DB: schema, MODE: 'work' }
       const a = spawnHost({ ...env, INSTANCE: 'a' })
+      // b starts once a is under way: started together, the faster of two identical processes could
+      // deliver nearly the whole backlog before a reached its 200th answer (seen once, after ordered
+      // claims got faster), and a would never hold anything to be killed with.
+      await until(() => answeredA >= 100, 60_000, 'instance a under way')
       const b = spawnHost({ ...env, INSTANCE: 'b' })
       await until(() => gate.held > 0, 60_000, 'instance a to deliver 200 and hold')
       a.child.kill('SIGKILL')

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest'
+import { sendLanes } from '../src/send-lanes.js'
+import { until } from './helpers/receiver.js'
+
+/** A send the test finishes when it wants. */
+function deferred() {
+  let finish!: (value: string) => void
+  const promise = new Promise<string>((resolve) => (finish = resolve))
+  return { promise, finish }
+}
+
+describe('send lanes', () => {
+  it('hold at most `concurrency` sends in the main lane, the rest in line, each started as a slot frees', async () => {
+    const lanes = sendLanes({ concurrency: 2, slowAfterMs: Infinity, fullAfterMs: Infinity, slowSlots: 0, moved: () => {} })
+    const sends = [deferred(), deferred(), deferred()]
+    const started: number[] = []
+    const runs = sends.map((d, i) => lanes.run('http://a.example/x', () => (started.push(i), d.promise)))
+    await new Promise((r) => setTimeout(r, 5))
+    expect(started).toEqual([0, 1])
+    expect(lanes.saturated()).toBe(true)
+    sends[1]!.finish('one')
+    await expect(runs[1]).resolves.toBe('one')
+    await until(() => started.length === 3)
+    sends[0]!.finish('zero')
+    sends[2]!.finish('two')
+    await expect(Promise.all(runs)).resolves.toEqual(['zero', 'one', 'two'])
+    expect(lanes.saturated()).toBe(false)
+  })
+
+  it('give the slot back when a send throws before it starts, or fails', async () => {
+    const lanes = sendLanes({ concurrency: 1, slowAfterMs: 1_000, fullAfterMs: 50, slowSlots: 1, moved: () => {} })
+    await expect(lanes.run('http://a.example/x', () => { throw new Error('at once') })).rejects.toThrow('at once')
+    await expect(lanes.run('http://a.example/x', () => Promise.reject(new Error('later')))).rejects.toThrow('later')
+    await expect(lanes.run('http://a.example/x', async () => 'ok')).resolves.toBe('ok')
+    expect(lanes.saturated()).toBe(false)
+  })
+
+  it('move a slow send to the slow lane, freeing its main slot for the next, and tell when it moves and ends', async () => {
+    const moves: number[] = []
+    const lanes = sendLanes({ concurrency: 1, slowAfterMs: 30, fullAfterMs: 30, slowSlots: 2, moved: (d) => moves.push(d) })
+    const slow = deferred()
+    const slowRun = lanes.run('http://dead.example/x', () => slow.promise)
+    let nextStarted = false
+    const next = lanes.run('http://ok.example/y', async () => ((nextStarted = true), 'next'))
+    // The next send waits for the only main slot until the sweep finds the first one slow.
+    await until(() => nextStarted, 5_000, 'the queued send to start once the slow one moved')
+    expect(moves).toEqual([1])
+    await expect(next).resolves.toBe('next')
+    expect(lanes.slow()).toBe(1)
+    slow.finish('late')
+    await expect(slowRun).resolves.toBe('late')
+    expect(moves).toEqual([1, -1])
+    expect(lanes.slow()).toBe(0)
+    expect(lanes.saturated()).toBe(false)
+  })
+})
