@@ -1,3 +1,5 @@
+import { LRUCache } from 'lru-cache'
+
 /** Outcomes counted by one engine since it started, in all and per company. */
 export interface Outcomes {
   attempts: { success: number; failure: number; gone: number }
@@ -38,14 +40,17 @@ const zero = (): Outcomes => ({ attempts: { success: 0, failure: 0, gone: 0 }, d
  * counts.read(company).attempts.success // 1
  * ```
  */
-export function outcomeCounts(): OutcomeCounts {
+export function outcomeCounts(maxCompanies = 10_000): OutcomeCounts {
   const all = zero()
-  const byCompany = new Map<string, Outcomes>()
+  // Per company, for the companies seen most recently: an engine serving many tenants keeps a ring of
+  // 60 minutes for each, so the least recently active beyond `maxCompanies` are forgotten (their
+  // counts start again from zero; the totals in `all` keep them).
+  const byCompany = new LRUCache<string, Outcomes>({ max: maxCompanies })
   // A ring of the last hour's minutes, per company and in all: slot = minute % 60, reset when reused.
   type Ring = MinuteOutcomes[]
   const ring = (): Ring => Array.from({ length: MINUTES }, () => ({ start: -1, succeeded: 0, failed: 0 }))
   const allMinutes = ring()
-  const minutesByCompany = new Map<string, Ring>()
+  const minutesByCompany = new LRUCache<string, Ring>({ max: maxCompanies })
   const count = (minutes: Ring, outcome: keyof Outcomes['deliveries'], at: number) => {
     const minute = Math.floor(at / MINUTE)
     const slot = minutes[minute % MINUTES]!

@@ -101,6 +101,23 @@ describe('the per-minute outcomes of stats().recent', () => {
   })
 })
 
+describe('the per-company outcome counts', () => {
+  it('keep the most recently active companies only, the totals all of them', async () => {
+    const { outcomeCounts } = await import('../src/outcome-counts.js')
+    const counts = outcomeCounts(2)
+    const [a, b, c] = ['625be93a286ef83c1c0e0001', '625be93a286ef83c1c0e0002', '625be93a286ef83c1c0e0003']
+    counts.delivery(a, 'succeeded', 0)
+    counts.delivery(b, 'failed', 0)
+    counts.delivery(a, 'succeeded', 0) // a is the more recent of the two now
+    counts.delivery(c, 'succeeded', 0) // b, the least recent, is forgotten
+    expect(counts.read(a).deliveries).toEqual({ succeeded: 2, failed: 0 })
+    expect(counts.read(b).deliveries).toEqual({ succeeded: 0, failed: 0 })
+    expect(counts.recent(b, 0).every((m) => m.failed === 0)).toBe(true)
+    expect(counts.read(c).deliveries.succeeded).toBe(1)
+    expect(counts.read().deliveries).toEqual({ succeeded: 3, failed: 1 })
+  })
+})
+
 describe('GET /webhook/stats', () => {
   const call = async (hooks: Webhooks, path: string, token: string) => {
     const errors: unknown[] = []
