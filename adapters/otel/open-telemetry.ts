@@ -1,4 +1,4 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, metrics, trace, type Attributes, type Meter, type ObservableCounter, type Tracer } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, metrics, trace, type Attributes, type Context, type Meter, type ObservableCounter, type Tracer } from '@opentelemetry/api'
 import { VERSION, type AttemptInfo, type EmitInfo, type Telemetry } from 'cotwebhook'
 import { formatTrace, parseTrace } from './trace-context.js'
 
@@ -47,8 +47,11 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
     succeeded: Attributes
     failed: Attributes
     gone: Attributes
-    /** The attributes of an attempt that ended with `status` (or, without one, `error`). */
-    ended: (status: number | null, error: string | undefined) => Attributes
+    /**
+     * The attributes of an attempt that ended with `status` (or, without one, `error`): `metric` for the
+     * duration histogram, `span` only what the span does not already carry.
+     */
+    ended: (status: number | null, error: string | undefined) => { metric: Attributes; span: Attributes }
   }
   const shared = new Map<string, Shared & { url: string; triggerName: string }>()
   // One attribute object per trigger and outcome, shared by every webhook: the counts' keys.
@@ -71,7 +74,7 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
       const where = serverOf(info.url)
       const server = { 'http.request.method': 'POST', 'server.address': where.host, 'server.port': where.port }
       const trigger = { 'cotwebhook.trigger': info.trigger }
-      const endings = new Map<number | string, Attributes>()
+      const endings = new Map<number | string, { metric: Attributes; span: Attributes }>()
       found = {
         url: info.url,
         triggerName: info.trigger,
@@ -83,7 +86,8 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
           if (!attributes) {
             // error.type: the status of a failed response (2xx carry none), or what kept a response from coming.
             const failed = status === null ? error : status >= 200 && status < 300 ? undefined : String(status)
-            attributes = { ...server, ...(status === null ? {} : { 'http.response.status_code': status }), ...(failed === undefined ? {} : { 'error.type': failed }) }
+            const span = { ...(status === null ? {} : { 'http.response.status_code': status }), ...(failed === undefined ? {} : { 'error.type': failed }) }
+            attributes = { metric: { ...server, ...span }, span }
             if (endings.size < MAX_ENDINGS) endings.set(key, attributes)
           }
           return attributes
@@ -94,6 +98,9 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
     }
     return found
   }
+
+  let lastTrace: string | undefined
+  let lastParent: Context = ROOT_CONTEXT
 
   return {
     emit(info: EmitInfo) {
@@ -117,9 +124,14 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
 
     attempt(info: AttemptInfo) {
       // The emit's context, or a trace of its own: never whatever happens to be active in the claim loop.
-      const parent = parseTrace(info.trace)
+      // An emit's deliveries tend to go one after another: the last parent is kept, not parsed again.
+      if (info.trace !== lastTrace) {
+        const parent = parseTrace(info.trace)
+        lastTrace = info.trace
+        lastParent = parent ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT
+      }
       const webhook = webhookOf(info)
-      const span = tracer.startSpan('POST', { kind: SpanKind.CLIENT, attributes: webhook.span }, parent ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT)
+      const span = tracer.startSpan('POST', { kind: SpanKind.CLIENT, attributes: webhook.span }, lastParent)
       if (span.isRecording()) {
         span.setAttribute('cotwebhook.delivery.id', info.deliveryId)
         span.setAttribute('cotwebhook.event.id', info.eventId)
@@ -132,11 +144,11 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
         end(result) {
           const ended = webhook.ended(result.status, result.status === null ? (result.error?.split(':')[0] ?? 'unknown') : undefined)
           if (span.isRecording()) {
-            span.setAttributes(ended)
+            span.setAttributes(ended.span)
             if (result.outcome !== 'success') span.setStatus({ code: SpanStatusCode.ERROR, ...(result.error ? { message: result.error } : {}) })
           }
           span.end()
-          duration.record(result.durationMs / 1000, ended)
+          duration.record(result.durationMs / 1000, ended.metric)
           attempts.add(result.outcome === 'success' ? webhook.succeeded : result.outcome === 'gone' ? webhook.gone : webhook.failed)
         },
       }
