@@ -90,8 +90,14 @@ export async function sendAttempt(request: AttemptRequest, extraHeaders: Readonl
       'webhook-signature': signature,
     }
     // Added after, not spread first: a spread of objects of varying shape made every attempt's header
-    // object a slow one to build (a third of the attempt's own time with trace headers on).
-    if (extraHeaders) for (const name in extraHeaders) if (!(name in headers)) headers[name] = extraHeaders[name]!
+    // object a slow one to build (a third of the attempt's own time with trace headers on). Names are
+    // compared lower-cased (HTTP's are case-insensitive) and as own keys (`constructor` is a header too).
+    if (extraHeaders) {
+      for (const [name, value] of Object.entries(extraHeaders)) {
+        const lower = name.toLowerCase()
+        if (!Object.hasOwn(headers, lower)) headers[lower] = value
+      }
+    }
     const response = await request.transport({
       url: request.url,
       headers,

@@ -25,12 +25,22 @@ describe('sendAttempt: extra headers', () => {
   })
 
   it('sends them beside the webhook headers, which win over any of the same name', async () => {
-    const result = await sendAttempt(await base(), { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'webhook-id': 'forged', 'content-type': 'text/plain' })
+    const result = await sendAttempt(await base(), {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      'webhook-id': 'forged',
+      'Webhook-Signature': 'v1,forged',
+      'content-type': 'text/plain',
+      constructor: 'kept',
+    })
     expect(result.outcome).toBe('success')
     const got = seen.at(-1)!
     expect(got.traceparent).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')
     expect(got['webhook-id']).toBe('msg_headers')
     expect(got['content-type']).toBe('application/json')
+    // A differently cased name is the same header: ours is the only signature sent.
+    expect(got['webhook-signature']).not.toContain('forged')
+    // A name that is also an Object.prototype key is an ordinary header.
+    expect(got.constructor).toBe('kept')
     expect(got['webhook-signature']).toMatch(/^v1,/)
   })
 
