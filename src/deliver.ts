@@ -52,8 +52,8 @@ export interface DeliverContext {
   now: () => number
   /** Aborted by `close()`: waits end and leases are given back. */
   signal: AbortSignal
-  /** The global limit on requests in flight (to `url`): every send goes through it, waits do not. */
-  sends: <T>(url: string, send: () => Promise<T>) => Promise<T>
+  /** The global limit on requests in flight (to `url`): every send goes through it, waits do not; a guest's may take a guest slot. */
+  sends: <T>(url: string, send: () => Promise<T>, guest?: boolean) => Promise<T>
   /**
    * Whether due work was left in the store for want of room here: only then does an ending unordered
    * settle ask for another delivery (otherwise the ask costs the store a claim that finds nothing).
@@ -112,7 +112,7 @@ class Settled extends Error {}
  * }
  * ```
  */
-export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, claimedAt: number): Promise<DeliverResult> {
+export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, claimedAt: number, guest = false): Promise<DeliverResult> {
   const { delivery, lease } = claimed
   // Serialised once per event: every delivery and attempt of it signs and sends these same bytes.
   const body = ctx.body(delivery.eventId, delivery.event)
@@ -125,7 +125,8 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
     const now = ctx.now()
     // A settle that ends this run asks for the next delivery in the same round trip (not while closing):
     // ordered, the webhook's next (its queue passes straight on); unordered, any due one if some was left.
-    const ends = ctx.ordered ? settlement.state !== 'pending' : settlement.holdUntil === undefined && ctx.backlogged()
+    // A guest run ends with its delivery: the slots it did without are the busy companies'.
+    const ends = !guest && (ctx.ordered ? settlement.state !== 'pending' : settlement.holdUntil === undefined && ctx.backlogged())
     const next = ends && !ctx.signal.aborted ? { next: { owner: ctx.owner, leaseMs: ctx.leaseMs, ordered: ctx.ordered } } : {}
     const result = (await ctx.store.settle(lease, { ...settlement, ...next, now })) ?? {}
     ctx.guard.learned(delivery.webhookId, result.endpoint)
@@ -242,7 +243,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
           transport: ctx.transport,
           now: ctx.now,
         })
-      })
+      }, guest)
     } finally {
       release()
     }

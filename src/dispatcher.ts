@@ -23,7 +23,7 @@ export interface DispatcherOptions {
    * at. May answer the webhook's next delivery, already leased (ordered mode): it runs next, in the
    * same run.
    */
-  run: (claimed: ClaimedDelivery, claimedAt: number) => Promise<{ next?: ClaimedDelivery; at?: number }>
+  run: (claimed: ClaimedDelivery, claimedAt: number, guest: boolean) => Promise<{ next?: ClaimedDelivery; at?: number }>
   /** How many runs are waiting between attempts right now (they need no send slot meanwhile). */
   waiting: () => number
   /** Where unexpected errors go (a store that failed, a bug); delivery goes on. */
@@ -35,6 +35,11 @@ export interface DispatcherOptions {
   pollIntervalMs: number
   /** `false`: never claim (an emit-only engine); `drain()` then waits for other instances. */
   claiming: boolean
+  /**
+   * Runs of guests at once, at most: an emit of a company with no run here may lease one delivery
+   * while no send slot is free (its run then sends in a guest slot). Default 0.
+   */
+  guestSlots?: number
 }
 
 /** The loop's handle. */
@@ -47,8 +52,13 @@ export interface Dispatcher {
   backlogged(): boolean
   /** Free send slots now: how many deliveries a claim (or an emit's own lease) may take. */
   room(): number
-  /** Runs deliveries leased to this engine elsewhere (by its own emit), as if it had claimed them at `at`. */
-  adopt(claimed: ClaimedDelivery[], at: number): void
+  /**
+   * How many deliveries an emit of `company` may lease now: the free send slots, or, with none free
+   * and nothing of the company running here, one as a guest (while guest slots are free).
+   */
+  roomFor(company: string): { room: number; guest: boolean }
+  /** Runs deliveries leased to this engine elsewhere (by its own emit), as if it had claimed them at `at`; `guest`: as guests. */
+  adopt(claimed: ClaimedDelivery[], at: number, guest?: boolean): void
   /** Resolves once no delivery is open in the store and none is in flight here. */
   drain(): Promise<void>
   /**
@@ -89,7 +99,17 @@ const ROUNDS_PER_TURN = 4
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { store, concurrency, ordered, leaseMs, owner, now, run, waiting, onError, pollIntervalMs, claiming } = options
   const minBatch = Math.max(1, Math.floor(concurrency / 4))
+  const guestSlots = options.guestSlots ?? 0
   const runs = new Set<Promise<void>>()
+  // Runs per company (of the delivery each is on), and guest runs: who may be a guest.
+  const byCompany = new Map<string, number>()
+  let guests = 0
+  const enter = (company: string) => byCompany.set(company, (byCompany.get(company) ?? 0) + 1)
+  const leave = (company: string) => {
+    const left = byCompany.get(company)! - 1
+    if (left > 0) byCompany.set(company, left)
+    else byCompany.delete(company)
+  }
   let timer: ReturnType<typeof setTimeout> | undefined
   let pumping: Promise<void> | undefined
   let again = false
@@ -127,13 +147,21 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   // Room to claim: free send slots (waiting runs need none), within the bound on runs held.
   const room = () => Math.min(concurrency - (runs.size - waiting()), concurrency * HELD_PER_SLOT - runs.size)
 
-  const track = (claimed: ClaimedDelivery, claimedAt: number) => {
+  const track = (claimed: ClaimedDelivery, claimedAt: number, guest = false) => {
+    let company = claimed.delivery.company
+    enter(company)
+    if (guest) guests++
     const chain = async () => {
-      // A run goes on with the webhook's next delivery when its settle handed it one (ordered).
+      // A run goes on with the webhook's next delivery when its settle handed it one (ordered); a
+      // guest's settle asks for none.
       let current: ClaimedDelivery | undefined = claimed
       let at = claimedAt
       while (current) {
-        const { next, at: nextAt }: { next?: ClaimedDelivery; at?: number } = await run(current, at)
+        if (current.delivery.company !== company) {
+          leave(company)
+          enter((company = current.delivery.company))
+        }
+        const { next, at: nextAt }: { next?: ClaimedDelivery; at?: number } = await run(current, at, guest)
         current = next
         at = nextAt ?? now()
       }
@@ -142,6 +170,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       .catch(onError)
       .finally(() => {
         runs.delete(task)
+        leave(company)
+        if (guest) guests--
         notify()
         freed()
       })
@@ -241,8 +271,17 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
     room: () => (claiming && !closed ? Math.max(0, room()) : 0),
 
-    adopt(claimed, at) {
-      for (const c of claimed) track(c, at)
+    roomFor(company) {
+      if (!claiming || closed) return { room: 0, guest: false }
+      const free = room()
+      if (free > 0) return { room: free, guest: false }
+      // A company with nothing running here is not the one keeping the slots busy: its first delivery
+      // need not wait for them.
+      return guests < guestSlots && !byCompany.has(company) ? { room: 1, guest: true } : { room: 0, guest: false }
+    },
+
+    adopt(claimed, at, guest = false) {
+      for (const c of claimed) track(c, at, guest)
     },
 
     async drain() {

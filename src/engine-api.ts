@@ -21,7 +21,11 @@ import type { UrlPolicy } from './url-guard.js'
 export interface WebhooksOptions extends UrlPolicy {
   /** Where webhooks, deliveries and logs live. Default: a new {@link memoryStore}. */
   store?: Store
-  /** Deliveries in flight at once, across all webhooks. Default 32. */
+  /**
+   * Deliveries in flight at once, across all webhooks. Default 32. Beyond them, a few guest slots (an
+   * eighth of them, at least one) take the first delivery of a company with nothing in flight, so a
+   * quiet company never waits behind a busy one's sends.
+   */
   concurrency?: number
   /** `'webhook'`: one delivery at a time per webhook, in emit order (Cotalker's rule). `'none'`: no order. Default `'webhook'`. */
   ordering?: 'webhook' | 'none'

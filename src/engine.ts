@@ -116,6 +116,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const ordered = ordering === 'webhook'
   let waiting = 0
   const slowLane = options.slowLane === false ? undefined : options.slowLane ?? {}
+  // Beyond \`concurrency\`: the first delivery of a company with nothing in flight here goes at once.
+  const guestSlots = Math.max(1, Math.floor(concurrency / 8))
   const lanes = sendLanes({
     concurrency,
     slowAfterMs: slowLane ? positiveInteger('slowLane.afterMs', slowLane.afterMs ?? 1_000) : Number.POSITIVE_INFINITY,
@@ -124,6 +126,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     // An attempt in the slow lane holds no send slot: like a run waiting between attempts.
     moved: (delta) => context.waiting(delta),
     wanted: () => dispatcher.backlogged(),
+    guestSlots,
   })
   // An event goes to many webhooks at once: keep its JSON for the deliveries that follow.
   const bodies = new LRUCache<string, string>({ max: 1_024 })
@@ -144,7 +147,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     signal: shutdown.signal,
-    sends: <T>(url: string, send: () => Promise<T>) => lanes.run(url, send),
+    sends: <T>(url: string, send: () => Promise<T>, guest?: boolean) => lanes.run(url, send, guest),
     onError,
     limiter,
     guard,
@@ -172,11 +175,12 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     leaseMs,
     owner,
     now,
-    run: (claimed, claimedAt) => deliver(context, claimed, claimedAt),
+    run: (claimed, claimedAt, guest) => deliver(context, claimed, claimedAt, guest),
     waiting: () => waiting,
     onError,
     pollIntervalMs,
     claiming,
+    guestSlots,
   })
 
   telemetry?.observe?.({
@@ -232,7 +236,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     const deliveries = matched.map((webhook) => ({ id: objectId(at), webhookId: webhook._id }))
     // With no room it still asks (for none), so an ordered store can say which wait behind a delivery out.
     const asking = tx === undefined && claiming
-    const room = asking ? Math.min(dispatcher.room(), deliveries.length) : 0
+    const { room: free, guest } = asking ? dispatcher.roomFor(event.company) : { room: 0, guest: false }
+    const room = Math.min(free, deliveries.length)
     const result = await store.enqueue({
       eventId,
       event,
@@ -246,7 +251,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     if (!result.duplicate && result.deliveries.length) {
       // The deliveries will sign and send these bytes: serialise once.
       bodies.set(result.eventId, json)
-      if (result.claimed?.length) dispatcher.adopt(result.claimed, at)
+      if (result.claimed?.length) dispatcher.adopt(result.claimed, at, guest)
       if ((result.claimed?.length ?? 0) + (result.waiting ?? 0) < result.deliveries.length) dispatcher.kick()
     }
     return { eventId: result.eventId, deliveries: result.deliveries }

@@ -229,6 +229,17 @@ export function memoryQueues(copyOut: (delivery: Delivery) => Delivery) {
     openByCompany.set(queue.company, (openByCompany.get(queue.company) ?? 0) + 1)
   }
 
+  // A delivery just enqueued, leased at once if it may go without a claim: its queue plain (no circuit
+  // opened, no rate: those go by claims) and, ordered, it is the queue's head with nothing out.
+  const leaseFresh = (held: Held, now: number, ordered: boolean, owner: string, leaseMs: number): ClaimedDelivery | undefined => {
+    const queue = held.queue
+    if (queue.endpoint.openUntil !== null || queue.endpoint.rate) return undefined
+    if (ordered && (queue.out.size > 0 || first(queue.pending) !== held.delivery.id)) return undefined
+    const claimed = lease(held, owner, now, leaseMs)
+    claimed.rate = null
+    return claimed
+  }
+
   return {
     /** Every delivery held (open and final), by id. */
     deliveries,
@@ -237,6 +248,7 @@ export function memoryQueues(copyOut: (delivery: Delivery) => Delivery) {
     holdOf,
     queueOf,
     add,
+    leaseFresh,
     touch,
     unlease,
     take,

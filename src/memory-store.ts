@@ -67,6 +67,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       if (input.tx !== undefined) throw new TypeError('memoryStore: emit(…, { tx }) needs a SQL store; the memory store has no transactions')
       const event = copying ? deepFreeze(structuredClone(input.event)) : input.event
       const touched = new Set<Queue>()
+      // The emitting engine delivers too: its share of these goes to it at once (see EnqueueInput.claim).
+      const claim = input.claim
+      const claimed: ClaimedDelivery[] = []
       for (const { id, webhookId } of input.deliveries) {
         const delivery: Delivery = {
           id,
@@ -84,8 +87,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
           ...(input.trace === undefined ? {} : { trace: input.trace }),
         }
         const queue = queueOf(webhookId, event.company)
-        queues.add({ delivery, queue, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq, stamp: 0 })
+        const held = { delivery, queue, token: '', leaseUntil: -Infinity, seq: ++enqueueSeq, stamp: 0 }
+        queues.add(held)
         touched.add(queue)
+        if (claim && claimed.length < claim.limit) {
+          const taken = queues.leaseFresh(held, input.now, claim.ordered, claim.owner, claim.leaseMs)
+          if (taken) claimed.push(taken)
+        }
         let list = logs.get(webhookId)
         if (!list) logs.set(webhookId, (list = { ids: [], removed: 0 }))
         list.ids.push(id)
@@ -93,6 +101,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       for (const queue of touched) reindex(queue)
       const result: EnqueueResult = { eventId: input.eventId, deliveries: clone(input.deliveries), duplicate: false }
       if (key !== undefined) idempotency.set(key, { result: clone(result), at: input.now })
+      if (claimed.length) result.claimed = claimed
       return result
     },
 

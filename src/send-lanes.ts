@@ -9,6 +9,10 @@ import { keyedSlots } from './keyed-slots.js'
  * endpoints that hang (until `timeoutMs`) hold the slow lane, not the slots healthy endpoints answer in
  * a millisecond from. A host may hold at most half the slow lane, so
  * one dead receiver cannot fill it either; an attempt that finds no room stays in its main slot.
+ *
+ * A guest attempt (the first delivery of a company with nothing in flight, see the dispatcher) that
+ * finds every main slot taken takes one of a few guest slots instead of waiting in line behind the
+ * busy companies' attempts.
  */
 
 /** Options of {@link sendLanes}. */
@@ -23,6 +27,8 @@ export interface SendLanesOptions {
   wanted?: () => boolean
   /** Slow-lane slots. */
   slowSlots: number
+  /** Guest slots: beyond `concurrency`, for guest attempts only. Default 0. */
+  guestSlots?: number
   /** Told when an attempt moves to the slow lane (+1) and when it ends there (-1): its main slot is free. */
   moved: (delta: 1 | -1) => void
 }
@@ -33,12 +39,14 @@ interface Watched {
   url: string
   /** Set once it moved to the slow lane: gives its host's slow-lane share back. */
   releaseHost: (() => void) | undefined
+  /** In a guest slot rather than a main one. */
+  guest: boolean
 }
 
 /** The lanes' handle. */
 export interface SendLanes {
-  /** Runs one attempt's request (to `url`) in a slot. */
-  run<T>(url: string, send: () => Promise<T>): Promise<T>
+  /** Runs one attempt's request (to `url`) in a slot; a `guest` one takes a guest slot if every main slot is taken. */
+  run<T>(url: string, send: () => Promise<T>, guest?: boolean): Promise<T>
   /** Whether every main-lane slot is taken or queued for. */
   saturated(): boolean
   /** Attempts in the slow lane now. */
@@ -69,6 +77,9 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
     else active--
   }
   const full = () => active + queue.length >= concurrency
+  const guestSlots = options.guestSlots ?? 0
+  let guests = 0
+  const leaveGuest = () => void guests--
   const wanted = options.wanted ?? (() => false)
   const slowHosts = keyedSlots(Math.max(1, Math.ceil(slowSlots / 2)))
   const lanes = Number.isFinite(slowAfterMs) && slowSlots >= 1
@@ -84,7 +95,8 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
     if (slow >= slowSlots || !(attempt.releaseHost = slowHosts.trySlot(hostOf(attempt.url)))) return
     slow++
     moved(1)
-    leaveMain()
+    if (attempt.guest) guests--
+    else leaveMain()
   }
   const tickMs = Math.max(5, Math.floor(fullAfterMs / 4))
   let sweeper: ReturnType<typeof setInterval> | undefined
@@ -104,25 +116,30 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
     }
   }
 
-  async function run<T>(url: string, send: () => Promise<T>): Promise<T> {
+  async function run<T>(url: string, send: () => Promise<T>, guest = false): Promise<T> {
+    let inGuestSlot = false
     if (active < concurrency) active++
-    else await new Promise<void>((go) => queue.push(go))
+    else if (guest && guests < guestSlots) {
+      guests++
+      inGuestSlot = true
+    } else await new Promise<void>((go) => queue.push(go))
+    const leave = inGuestSlot ? leaveGuest : leaveMain
     let sending: Promise<T>
     try {
       sending = send()
     } catch (error) {
-      leaveMain()
+      leave()
       throw error
     }
     if (!lanes) {
       try {
         return await sending
       } finally {
-        leaveMain()
+        leave()
       }
     }
     // Watched by the sweep: one small object per attempt, and nothing else unless it gets slow.
-    const attempt: Watched = { since: performance.now(), url, releaseHost: undefined }
+    const attempt: Watched = { since: performance.now(), url, releaseHost: undefined, guest: inGuestSlot }
     watched.add(attempt)
     if (!sweeper) {
       sweeper = setInterval(sweep, tickMs)
@@ -138,7 +155,7 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
         attempt.releaseHost()
         moved(-1)
       } else {
-        leaveMain()
+        leave()
       }
     }
   }

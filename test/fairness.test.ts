@@ -100,7 +100,7 @@ describe('send slots shared with endpoints that hang', () => {
     expect(() => engine({ slowLane: { fullAfterMs: 0 } })).toThrow('slowLane.fullAfterMs must be a positive integer, not 0')
   })
 
-  it('without the slow lane, the same hanging attempts hold every slot (the control)', async () => {
+  it('sends the first delivery of a company with nothing in flight at once, in a guest slot, while hanging attempts hold every slot', async () => {
     const dead = await Promise.all([hanging(), hanging()])
     const alive = await healthy()
     const hooks = engine({ concurrency: 2, slowLane: false, timeoutMs: 60_000, leaseMs: 120_000 })
@@ -108,8 +108,31 @@ describe('send slots shared with endpoints that hang', () => {
     await hooks.registry.create(COMPANY, taskWebhook(alive.url))
     await hooks.emit(taskEvent(0, OTHER_COMPANY))
     await until(() => dead.every((r) => r.inFlight === 1), 15_000, 'an attempt at each dead endpoint')
+    // Each one goes while both slots still hang: the company has nothing in flight when it emits.
+    for (let i = 1; i <= 3; i++) {
+      await hooks.emit(taskEvent(i))
+      await until(() => alive.requests.length === i, 15_000, `the healthy webhook’s delivery ${i}`)
+    }
+    expect(dead.map((r) => r.inFlight)).toEqual([1, 1])
+    expect(alive.maxInFlight).toBe(1)
+  })
+
+  it('without the slow lane, hanging attempts hold every slot and the guest slots (the control)', async () => {
+    const dead = await Promise.all([hanging(), hanging(), hanging()])
+    const alive = await healthy()
+    // Two send slots, so one guest slot (an eighth of them, at least one).
+    const hooks = engine({ concurrency: 2, slowLane: false, timeoutMs: 60_000, leaseMs: 120_000 })
+    const third = objectId()
+    for (const receiver of dead.slice(0, 2)) await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(third, taskWebhook(dead[2]!.url))
+    await hooks.registry.create(COMPANY, taskWebhook(alive.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => dead[0]!.inFlight === 1 && dead[1]!.inFlight === 1, 15_000, 'both send slots hanging')
+    // A third company with nothing in flight takes the guest slot, and hangs in it too.
+    await hooks.emit(taskEvent(0, third))
+    await until(() => dead[2]!.inFlight === 1, 15_000, 'the guest slot hanging')
     await hooks.emit(taskEvent(1))
-    // Nothing can reach the healthy receiver while both slots hang; once they answer, it does.
+    // Nothing can reach the healthy receiver while every slot hangs; once they answer, it does.
     await new Promise((resolve) => setTimeout(resolve, 200))
     expect(alive.requests).toHaveLength(0)
     for (const receiver of dead) receiver.release()

@@ -120,6 +120,29 @@ describe.each(['sqlite', 'postgres'] as const)('upgrading a version 1 database (
 
 
 describe.skipIf(!pgUp)('migrate() beside running instances (PostgreSQL)', () => {
+  it('replaces functions older than this release on a schema whose tables are current', async () => {
+    const schema = schemaName()
+    const store = postgresStore(pool, { schema })
+    await store.migrate()
+    const meta = `"${schema}".${PREFIX}meta`
+    const version = async () => (await pool.query(`SELECT value FROM ${meta} WHERE key = 'functions_version'`)).rows[0]?.value as string | undefined
+    const current = await version()
+    expect(Number(current)).toBeGreaterThanOrEqual(2)
+    // As an earlier release left it: the tables at this schema version, no functions version, and an
+    // enqueue function of its own (here: one that is gone).
+    await pool.query(`DELETE FROM ${meta} WHERE key = 'functions_version'`)
+    await pool.query(`DROP FUNCTION "${schema}".${PREFIX}enqueue(jsonb, jsonb)`)
+    const hooks = engine({ store: postgresStore(pool, { schema }), dispatch: false })
+    await hooks.registry.create(COMPANY, { name: 'w', code: 'w', trigger: 'create-edit-delete-task', url: 'http://127.0.0.1:9/' })
+    await expect(hooks.emit(taskEvent(0))).rejects.toThrow(/enqueue/)
+    await postgresStore(pool, { schema }).migrate()
+    expect(await version()).toBe(current)
+    const { deliveries } = await hooks.emit(taskEvent(1))
+    expect(deliveries).toHaveLength(1)
+    await closeAll()
+    await dropSchema(pool, schema)
+  })
+
   it('never fails an emit: 20 migrations of an up-to-date schema while 10 emitters run', async () => {
     const schema = schemaName()
     const store = postgresStore(pool, { schema })

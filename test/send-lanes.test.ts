@@ -27,6 +27,39 @@ describe('send lanes', () => {
     expect(lanes.saturated()).toBe(false)
   })
 
+  it('let a guest send past a full main lane into a free guest slot, and queue guests once those are taken', async () => {
+    const lanes = sendLanes({ concurrency: 1, slowAfterMs: Infinity, fullAfterMs: Infinity, slowSlots: 0, guestSlots: 1, moved: () => {} })
+    const sends = [deferred(), deferred(), deferred(), deferred()]
+    const started: number[] = []
+    const run = (i: number, guest: boolean) => lanes.run('http://a.example/x', () => (started.push(i), sends[i]!.promise), guest)
+    const runs = [run(0, false), run(1, true), run(2, true), run(3, false)]
+    await new Promise((r) => setTimeout(r, 5))
+    // The main slot and the guest slot; the second guest waits in line like any send.
+    expect(started).toEqual([0, 1])
+    sends[1]!.finish('guest')
+    await expect(runs[1]).resolves.toBe('guest')
+    // A freed guest slot is for the next guest that comes, not for the line (which waits for the main slot).
+    await new Promise((r) => setTimeout(r, 5))
+    expect(started).toEqual([0, 1])
+    sends[0]!.finish('zero')
+    await until(() => started.length === 3)
+    expect(started).toEqual([0, 1, 2])
+    sends[2]!.finish('two')
+    await until(() => started.length === 4)
+    sends[3]!.finish('three')
+    await expect(Promise.all(runs)).resolves.toEqual(['zero', 'guest', 'two', 'three'])
+    // Without guest slots a guest is one more send in line.
+    const plain = sendLanes({ concurrency: 1, slowAfterMs: Infinity, fullAfterMs: Infinity, slowSlots: 0, moved: () => {} })
+    const held = deferred()
+    const first = plain.run('http://a.example/x', () => held.promise)
+    let guestStarted = false
+    const guest = plain.run('http://a.example/x', async () => ((guestStarted = true), 'g'), true)
+    await new Promise((r) => setTimeout(r, 5))
+    expect(guestStarted).toBe(false)
+    held.finish('h')
+    await expect(Promise.all([first, guest])).resolves.toEqual(['h', 'g'])
+  })
+
   it('give the slot back when a send throws before it starts, or fails', async () => {
     const lanes = sendLanes({ concurrency: 1, slowAfterMs: 1_000, fullAfterMs: 50, slowSlots: 1, moved: () => {} })
     await expect(lanes.run('http://a.example/x', () => { throw new Error('at once') })).rejects.toThrow('at once')

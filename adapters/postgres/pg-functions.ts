@@ -21,6 +21,13 @@ import { functionNames, notifyDeliveries } from './pg-sql.js'
  * Claims skip rows others hold (`SKIP LOCKED`); enqueues and settles wait for them.
  */
 
+/**
+ * The version of the functions below, kept beside the schema's: a change to them alone (no table
+ * changed) is brought to a database by `migrate()` without a schema version the other stores would
+ * have to migrate to. 2: an enqueue of several emits leases each within its own limit.
+ */
+export const FUNCTIONS_VERSION = 2
+
 /** The DDL creating (or replacing) the functions and the trigger, one statement per entry. */
 export function functionStatements(t: Tables, channel: string): string[] {
   const f = functionNames(t)
@@ -95,12 +102,17 @@ export function functionStatements(t: Tables, channel: string): string[] {
             SELECT d.seq, d.webhook_id, d.event_id FROM ${t.deliveries} d WHERE d.id = ANY(new_ids)
           ), fresh AS (
             SELECT m.webhook_id, count(*) AS n, min(m.seq) AS first_seq FROM mine m GROUP BY m.webhook_id
-          ), chosen AS (
-            SELECT m.seq FROM mine m JOIN fresh f ON f.webhook_id = m.webhook_id JOIN ${t.queues} qq ON qq.webhook_id = m.webhook_id
+          ), eligible AS (
+            SELECT m.seq, m.event_id, row_number() OVER (PARTITION BY m.event_id ORDER BY m.seq) AS k
+            FROM mine m JOIN fresh f ON f.webhook_id = m.webhook_id JOIN ${t.queues} qq ON qq.webhook_id = m.webhook_id
             WHERE qq.open_until IS NULL AND qq.rate_per_second IS NULL
               AND (NOT v_ordered OR (m.seq = f.first_seq AND qq.out = 0 AND NOT EXISTS (
                 SELECT 1 FROM ${t.deliveries} x WHERE x.webhook_id = m.webhook_id AND x.state = 'pending' AND x.seq < f.first_seq)))
-            ORDER BY m.seq LIMIT (p_claim->>'limit')::int
+          ), chosen AS (
+            -- Each emit of the group within its own limit (claimLimit), and the group within the call's.
+            SELECT el.seq FROM eligible el JOIN jsonb_array_elements(p_items) AS it(e) ON it.e->>'eventId' = el.event_id
+            WHERE el.k <= COALESCE((it.e->>'claimLimit')::int, 0)
+            ORDER BY el.seq LIMIT (p_claim->>'limit')::int
           ), lent AS (
             UPDATE ${t.deliveries} d SET lease_token = (p_claim->>'token') || ':' || d.seq, lease_until = until FROM chosen WHERE d.seq = chosen.seq
             RETURNING d.*

@@ -1,5 +1,5 @@
 import { SCHEMA_VERSION, backfillQueues, schemaStatements, type Tables } from '../sql/schema.js'
-import { functionStatements } from './pg-functions.js'
+import { FUNCTIONS_VERSION, functionStatements } from './pg-functions.js'
 import type { PgQueryable } from './pg-types.js'
 
 // How long migrate() waits for the tables' locks before it lets running instances go first and tries again.
@@ -23,6 +23,13 @@ export async function migrateSchema(
   names: { schema: string; prefix: string; channel: string },
 ): Promise<void> {
   const { schema, prefix, channel } = names
+  const writeFunctions = async (client: PgQueryable) => {
+    for (const statement of functionStatements(t, channel)) await client.query(statement)
+    await client.query(
+      `INSERT INTO ${t.meta} (key, value) VALUES ('functions_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+      [String(FUNCTIONS_VERSION)],
+    )
+  }
   for (let tries = 1; ; tries++) {
     try {
       await transaction(async (client) => {
@@ -31,9 +38,14 @@ export async function migrateSchema(
         const found = await client.query(`SELECT to_regclass($1) AS meta`, [t.meta])
         let from: string | undefined
         if (found.rows[0].meta) {
-          const { rows } = await client.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)
-          from = rows[0]?.value
-          if (from === String(SCHEMA_VERSION)) return
+          const { rows } = await client.query(`SELECT key, value FROM ${t.meta} WHERE key IN ('schema_version', 'functions_version')`)
+          const meta = new Map<string, string>(rows.map((row: { key: string; value: string }) => [row.key, row.value]))
+          from = meta.get('schema_version')
+          if (from === String(SCHEMA_VERSION)) {
+            // Tables current: only functions changed since (CREATE OR REPLACE, no table lock needed).
+            if (meta.get('functions_version') !== String(FUNCTIONS_VERSION)) await writeFunctions(client)
+            return
+          }
           // An upgrade with instances running: take the tables before changing them (a short wait,
           // never a deadlock: past the timeout this attempt stands aside and tries again).
           await client.query(`SET LOCAL lock_timeout = '${MIGRATE_LOCK_TIMEOUT}'`)
@@ -43,7 +55,7 @@ export async function migrateSchema(
         }
         for (const statement of schemaStatements('postgres', t, from)) await client.query(statement)
         await client.query(backfillQueues(t))
-        for (const statement of functionStatements(t, channel)) await client.query(statement)
+        await writeFunctions(client)
         await client.query(
           `INSERT INTO ${t.meta} (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
           [String(SCHEMA_VERSION)],

@@ -4,6 +4,7 @@ import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
 import { SCHEMA_VERSION, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
 import { endpointOf, type QueueRecord } from '../sql/queue-row.js'
 import { statsSql } from '../sql/stats-sql.js'
+import { FUNCTIONS_VERSION } from './pg-functions.js'
 import { functionNames } from './pg-sql.js'
 import { listen } from './listen.js'
 import { migrateSchema } from './pg-migrate.js'
@@ -66,9 +67,9 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   // One channel per set of tables, so stores on other schemas do not wake each other.
   const channel = `${prefix}${schema}`.slice(0, 63)
   const listeners = new Set<() => Promise<void>>()
-  const readVersion = async (): Promise<string | undefined> => {
+  const readVersion = async (key = 'schema_version'): Promise<string | undefined> => {
     try {
-      return (await pool.query(`SELECT value FROM ${t.meta} WHERE key = 'schema_version'`)).rows[0]?.value
+      return (await pool.query(`SELECT value FROM ${t.meta} WHERE key = $1`, [key])).rows[0]?.value
     } catch (error) {
       if ((error as { code?: string }).code === '42P01') return undefined // undefined_table: never migrated
       throw error
@@ -88,6 +89,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
         now: input.now,
         deliveries: input.deliveries,
         ...(input.trace === undefined ? {} : { trace: input.trace }),
+        ...(input.claim ? { claimLimit: input.claim.limit } : {}),
         ...(input.idempotencyKey === undefined
           ? {}
           : { key: input.idempotencyKey, result: { eventId: input.eventId, deliveries: input.deliveries, duplicate: false } }),
@@ -176,7 +178,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   return {
     async migrate() {
       // Nothing to do takes no lock: every instance runs migrate() on start, beside running emits.
-      if ((await readVersion()) === String(SCHEMA_VERSION)) return gate.passed()
+      if ((await readVersion()) === String(SCHEMA_VERSION) && (await readVersion('functions_version')) === String(FUNCTIONS_VERSION)) return gate.passed()
       await migrateSchema(transaction, t, { schema, prefix, channel })
       gate.passed()
     },

@@ -42,6 +42,7 @@ export const CONFORMANCE_CASES = [
   'never hands two deliveries of one webhook to concurrent ordered claimers',
   'keeps an emit’s trace context with each of its deliveries, through claims, reads and a reopen',
   'answers stats that agree with the deliveries and the endpoint state, per company',
+  'leases at enqueue only what may go now, within each enqueue’s own limit',
 ] as const
 
 /** One case name of {@link CONFORMANCE_CASES}. */

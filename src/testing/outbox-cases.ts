@@ -342,4 +342,39 @@ export function outboxCases({ test, claim, enqueue, hook, A, B, store, reopen }:
     // A pruned idempotency key no longer deduplicates.
     expect((await enqueue([w], 2_000, { idempotencyKey: 'k0' })).duplicate).toBe(false)
   })
+
+  test('leases at enqueue only what may go now, within each enqueue’s own limit', async () => {
+    // A store may lease none at enqueue; what it leases must be of that enqueue, within its limit, and
+    // never what a claim could not hand out now.
+    const ordered = { owner: 'me', leaseMs: 1_000, limit: 5, ordered: true }
+    const w1 = await hook()
+    const w2 = await hook()
+    const first = await enqueue([w1, w2], 10, { claim: { ...ordered, limit: 1 } })
+    const leased = first.claimed ?? []
+    expect(leased.length).toBeLessThanOrEqual(1)
+    for (const c of leased) {
+      expect(first.deliveries.map((d) => d.id)).toContain(c.delivery.id)
+      expect(c.delivery).toMatchObject({ company: A, state: 'pending', attempts: [] })
+    }
+    // Held: a claim hands out the rest only.
+    const rest = await claim(10)
+    expect([...leased, ...rest].map((c) => c.delivery.id).sort()).toEqual(first.deliveries.map((d) => d.id).sort())
+    // Ordered, a webhook with a delivery out gets none leased at enqueue.
+    const second = await enqueue([w1], 11, { claim: ordered })
+    expect(second.claimed ?? []).toEqual([])
+    // Emits grouped by a store into one write keep their own limits: none leased for an enqueue that asked for none.
+    const w3 = await hook()
+    const w4 = await hook()
+    const [none, one] = await Promise.all([
+      enqueue([w3], 12, { claim: { ...ordered, limit: 0 } }),
+      enqueue([w4], 12, { claim: { ...ordered, limit: 1 } }),
+    ])
+    expect(none.claimed ?? []).toEqual([])
+    for (const c of one.claimed ?? []) expect(c.delivery.id).toBe(one.deliveries[0]!.id)
+    // A lease taken at enqueue settles like a claimed one.
+    for (const c of [...leased, ...(one.claimed ?? [])]) {
+      await store().settle(c.lease, { now: 13, state: 'succeeded', response: 'ok' })
+      expect((await store().getDelivery(A, c.delivery.id))?.state).toBe('succeeded')
+    }
+  })
 }
