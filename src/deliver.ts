@@ -292,7 +292,8 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
     // Retry-After replaces the scheduled delay and still uses up an attempt.
     const delay = retryAfterMs ?? delayAfter(made, ctx.schedule, ctx.jitter)
     const due = ctx.now() + delay
-    if (delay > ctx.maxInProcessDelayMs || paced) {
+    // A guest hands its retry back too: its place is for the next quiet company, not for a wait.
+    if (delay > ctx.maxInProcessDelayMs || paced || guest) {
       await settle({ state: 'pending', attempt: record, response, nextAttemptAt: due, endpoint: report('failure') }).then((s) => tellCircuit(s.endpoint))
       ctx.hook('attemptFailed', { ...ref, attempt: record, attemptNumber: made, willRetry: true })
       throw new Settled()

@@ -54,11 +54,14 @@ export interface Dispatcher {
   room(): number
   /**
    * How many deliveries an emit of `company` may lease now: the free send slots, or, with none free
-   * and nothing of the company running here, one as a guest (while guest slots are free).
+   * and nothing of the company running here, one as a guest (while guest slots are free). A guest
+   * place is reserved until `adopt(…, true)` takes it up or `cancelGuest` gives it back.
    */
   roomFor(company: string): { room: number; guest: boolean }
-  /** Runs deliveries leased to this engine elsewhere (by its own emit), as if it had claimed them at `at`; `guest`: as guests. */
+  /** Runs deliveries leased to this engine elsewhere (by its own emit), as if it had claimed them at `at`; `guest`: as the reserved guest. */
   adopt(claimed: ClaimedDelivery[], at: number, guest?: boolean): void
+  /** Gives back a guest place `roomFor` reserved for `company` and no delivery took up. */
+  cancelGuest(company: string): void
   /** Resolves once no delivery is open in the store and none is in flight here. */
   drain(): Promise<void>
   /**
@@ -147,10 +150,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   // Room to claim: free send slots (waiting runs need none), within the bound on runs held.
   const room = () => Math.min(concurrency - (runs.size - waiting()), concurrency * HELD_PER_SLOT - runs.size)
 
+  // A guest's place (its company, the guest count) was taken when roomFor reserved it.
   const track = (claimed: ClaimedDelivery, claimedAt: number, guest = false) => {
     let company = claimed.delivery.company
-    enter(company)
-    if (guest) guests++
+    if (!guest) enter(company)
     const chain = async () => {
       // A run goes on with the webhook's next delivery when its settle handed it one (ordered); a
       // guest's settle asks for none.
@@ -171,9 +174,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       .finally(() => {
         runs.delete(task)
         leave(company)
-        if (guest) guests--
         notify()
-        freed()
+        if (!guest) return freed()
+        guests--
+        // A guest's settle asked for no next delivery: look for its webhook's next (and the rest) now.
+        kick()
       })
     runs.add(task)
     notify()
@@ -277,11 +282,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (free > 0) return { room: free, guest: false }
       // A company with nothing running here is not the one keeping the slots busy: its first delivery
       // need not wait for them.
-      return guests < guestSlots && !byCompany.has(company) ? { room: 1, guest: true } : { room: 0, guest: false }
+      if (guests >= guestSlots || byCompany.has(company)) return { room: 0, guest: false }
+      // Reserved now: emits under way at once (grouped into one store call) must not all be guests.
+      guests++
+      enter(company)
+      return { room: 1, guest: true }
     },
 
     adopt(claimed, at, guest = false) {
-      for (const c of claimed) track(c, at, guest)
+      claimed.forEach((c, i) => track(c, at, guest && i === 0))
+    },
+
+    cancelGuest(company) {
+      guests--
+      leave(company)
     },
 
     async drain() {

@@ -21,7 +21,7 @@ import { COTALKER_SCHEDULE, checkSchedule } from './retry-policy.js'
 import { sendLanes } from './send-lanes.js'
 import { webCryptoSigner } from './signer.js'
 import { fetchTransport } from './transport.js'
-import type { PruneResult } from './store.js'
+import type { EnqueueResult, PruneResult } from './store.js'
 import { checkUrlPolicy, type UrlPolicy } from './url-guard.js'
 import { parse } from './validate.js'
 
@@ -236,23 +236,33 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     const deliveries = matched.map((webhook) => ({ id: objectId(at), webhookId: webhook._id }))
     // With no room it still asks (for none), so an ordered store can say which wait behind a delivery out.
     const asking = tx === undefined && claiming
+    // A guest place is reserved by roomFor: taken up by the adopt below, or given back.
     const { room: free, guest } = asking ? dispatcher.roomFor(event.company) : { room: 0, guest: false }
     const room = Math.min(free, deliveries.length)
-    const result = await store.enqueue({
-      eventId,
-      event,
-      deliveries,
-      now: at,
-      ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
-      ...(tx === undefined ? {} : { tx }),
-      ...(trace === undefined ? {} : { trace }),
-      ...(asking ? { claim: { owner, leaseMs, limit: room, ordered } } : {}),
-    })
-    if (!result.duplicate && result.deliveries.length) {
+    let result: EnqueueResult
+    try {
+      result = await store.enqueue({
+        eventId,
+        event,
+        deliveries,
+        now: at,
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        ...(tx === undefined ? {} : { tx }),
+        ...(trace === undefined ? {} : { trace }),
+        ...(asking ? { claim: { owner, leaseMs, limit: room, ordered } } : {}),
+      })
+    } catch (error) {
+      if (guest) dispatcher.cancelGuest(event.company)
+      throw error
+    }
+    const fresh = !result.duplicate && result.deliveries.length > 0
+    const claimed = fresh ? result.claimed ?? [] : []
+    if (guest && !claimed.length) dispatcher.cancelGuest(event.company)
+    if (fresh) {
       // The deliveries will sign and send these bytes: serialise once.
       bodies.set(result.eventId, json)
-      if (result.claimed?.length) dispatcher.adopt(result.claimed, at, guest)
-      if ((result.claimed?.length ?? 0) + (result.waiting ?? 0) < result.deliveries.length) dispatcher.kick()
+      if (claimed.length) dispatcher.adopt(claimed, at, guest)
+      if (claimed.length + (result.waiting ?? 0) < result.deliveries.length) dispatcher.kick()
     }
     return { eventId: result.eventId, deliveries: result.deliveries }
   }

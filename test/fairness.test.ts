@@ -108,13 +108,78 @@ describe('send slots shared with endpoints that hang', () => {
     await hooks.registry.create(COMPANY, taskWebhook(alive.url))
     await hooks.emit(taskEvent(0, OTHER_COMPANY))
     await until(() => dead.every((r) => r.inFlight === 1), 15_000, 'an attempt at each dead endpoint')
-    // Each one goes while both slots still hang: the company has nothing in flight when it emits.
+    // Each one goes while both slots still hang: the company has nothing in flight when it emits (its
+    // last delivery is final, and the run that made it, all microtasks after the settle, has ended).
     for (let i = 1; i <= 3; i++) {
-      await hooks.emit(taskEvent(i))
-      await until(() => alive.requests.length === i, 15_000, `the healthy webhook’s delivery ${i}`)
+      const { deliveries } = await hooks.emit(taskEvent(i))
+      await until(async () => (await hooks.store.getDelivery(COMPANY, deliveries[0]!.id))?.state === 'succeeded', 15_000, `the healthy webhook’s delivery ${i}`)
+      await new Promise((resolve) => setImmediate(resolve))
     }
+    expect(alive.requests).toHaveLength(3)
     expect(dead.map((r) => r.inFlight)).toEqual([1, 1])
     expect(alive.maxInFlight).toBe(1)
+  })
+
+  it('gives out no more guest places than there are guest slots to emits made at once', async () => {
+    const dead = await Promise.all([hanging(), hanging(), hanging()])
+    // Two send slots, one guest slot: four quiet companies emit at once to an endpoint that hangs, on a
+    // store whose enqueue waits for I/O as a database's does (so the four are under way together).
+    const inner = memoryStore()
+    const store = { ...inner, enqueue: async (input: Parameters<typeof inner.enqueue>[0]) => (await new Promise((resolve) => setTimeout(resolve, 5)), inner.enqueue(input)) }
+    const hooks = engine({ store, concurrency: 2, slowLane: false, timeoutMs: 60_000, leaseMs: 120_000 })
+    for (const receiver of dead.slice(0, 2)) await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    const quiet = Array.from({ length: 4 }, () => objectId())
+    for (const company of quiet) await hooks.registry.create(company, taskWebhook(`${dead[2]!.url}/${company}`))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => dead[0]!.inFlight === 1 && dead[1]!.inFlight === 1, 15_000, 'both send slots hanging')
+    await Promise.all(quiet.map((company, i) => hooks.emit(taskEvent(i, company))))
+    await until(() => dead[2]!.inFlight === 1, 15_000, 'the guest')
+    // One was leased as the guest; the other three were left in the store for claims to hand out by
+    // company turns (leased as guests too, they would wait in the send lanes, holding their leases).
+    const left = await inner.claim({ now: Date.now(), limit: 10, leaseMs: 60_000, owner: 'probe', ordered: true })
+    expect(left).toHaveLength(3)
+    for (const c of left) await inner.release(c.lease, Date.now())
+    expect(dead[2]!.maxInFlight).toBe(1)
+  })
+
+  it('sends a webhook’s next delivery as soon as its guest delivery ends (ordered, no poll)', async () => {
+    const dead = await Promise.all([hanging(), hanging()])
+    const held = await hanging()
+    const hooks = engine({ concurrency: 2, slowLane: false, timeoutMs: 60_000, leaseMs: 120_000, pollIntervalMs: 0 })
+    for (const receiver of dead) await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(COMPANY, taskWebhook(held.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => dead.every((r) => r.inFlight === 1), 15_000, 'both send slots hanging')
+    await hooks.emit(taskEvent(1))
+    await until(() => held.inFlight === 1, 15_000, 'the guest delivery')
+    for (const receiver of dead) receiver.release()
+    await until(async () => (await hooks.store.openCount()) === 1, 15_000, 'the send slots free again')
+    // Behind the guest in its webhook's order: not leased at its emit, found by no claim while the
+    // guest is out, and no settle of the guest's hands it on.
+    await hooks.emit(taskEvent(2))
+    held.release()
+    await until(() => held.requests.length === 2, 15_000, 'the webhook’s next delivery')
+  })
+
+  it('hands a guest’s retry back to the store, so its guest place goes to the next quiet company', async () => {
+    const dead = await Promise.all([hanging(), hanging()])
+    const failing = await startReceiver(async () => ({ status: 500 }))
+    receivers.push(failing)
+    const alive = await healthy()
+    // One guest slot; retries 30 s apart (Cotalker's schedule), which an engine would wait out in process.
+    const hooks = engine({ concurrency: 2, slowLane: false, timeoutMs: 60_000, leaseMs: 120_000 })
+    const [first, second] = [objectId(), objectId()]
+    for (const receiver of dead) await hooks.registry.create(OTHER_COMPANY, taskWebhook(receiver.url))
+    await hooks.registry.create(first, taskWebhook(failing.url))
+    await hooks.registry.create(second, taskWebhook(alive.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => dead.every((r) => r.inFlight === 1), 15_000, 'both send slots hanging')
+    const { deliveries } = await hooks.emit(taskEvent(1, first))
+    await until(async () => (await hooks.store.getDelivery(first, deliveries[0]!.id))?.attempts.length === 1, 15_000, 'the failed guest attempt')
+    await new Promise((resolve) => setImmediate(resolve))
+    await hooks.emit(taskEvent(2, second))
+    await until(() => alive.requests.length === 1, 15_000, 'the second company’s guest delivery')
+    expect((await hooks.store.getDelivery(first, deliveries[0]!.id))?.state).toBe('pending')
   })
 
   it('without the slow lane, hanging attempts hold every slot and the guest slots (the control)', async () => {

@@ -139,6 +139,12 @@ describe.skipIf(!pgUp)('migrate() beside running instances (PostgreSQL)', () => 
     expect(await version()).toBe(current)
     const { deliveries } = await hooks.emit(taskEvent(1))
     expect(deliveries).toHaveLength(1)
+    // Functions of a later release are left alone by this one (a rolling deploy that goes back).
+    await pool.query(`UPDATE ${meta} SET value = '99' WHERE key = 'functions_version'`)
+    await pool.query(`DROP FUNCTION "${schema}".${PREFIX}enqueue(jsonb, jsonb)`)
+    await postgresStore(pool, { schema }).migrate()
+    expect(await version()).toBe('99')
+    await expect(hooks.emit(taskEvent(2))).rejects.toThrow(/enqueue/)
     await closeAll()
     await dropSchema(pool, schema)
   })

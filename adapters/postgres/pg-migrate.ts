@@ -42,8 +42,12 @@ export async function migrateSchema(
           const meta = new Map<string, string>(rows.map((row: { key: string; value: string }) => [row.key, row.value]))
           from = meta.get('schema_version')
           if (from === String(SCHEMA_VERSION)) {
-            // Tables current: only functions changed since (CREATE OR REPLACE, no table lock needed).
-            if (meta.get('functions_version') !== String(FUNCTIONS_VERSION)) await writeFunctions(client)
+            // Tables current: only functions may be older (never written back by an older release). Their
+            // trigger locks the deliveries table: with the same short wait as an upgrade's locks.
+            if (Number(meta.get('functions_version') ?? 0) < FUNCTIONS_VERSION) {
+              await client.query(`SET LOCAL lock_timeout = '${MIGRATE_LOCK_TIMEOUT}'`)
+              await writeFunctions(client)
+            }
             return
           }
           // An upgrade with instances running: take the tables before changing them (a short wait,

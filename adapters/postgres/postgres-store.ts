@@ -178,7 +178,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   return {
     async migrate() {
       // Nothing to do takes no lock: every instance runs migrate() on start, beside running emits.
-      if ((await readVersion()) === String(SCHEMA_VERSION) && (await readVersion('functions_version')) === String(FUNCTIONS_VERSION)) return gate.passed()
+      if ((await readVersion()) === String(SCHEMA_VERSION) && Number((await readVersion('functions_version')) ?? 0) >= FUNCTIONS_VERSION) return gate.passed()
       await migrateSchema(transaction, t, { schema, prefix, channel })
       gate.passed()
     },
