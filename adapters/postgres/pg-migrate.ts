@@ -7,6 +7,19 @@ const MIGRATE_LOCK_TIMEOUT = '200ms'
 const MIGRATE_TRIES = 100
 
 /**
+ * Whether a database needs nothing from `migrate()`: its tables at this release's schema version and
+ * its functions at this release's version or a later one's. `read` gives a meta value by key.
+ *
+ * @example
+ * ```ts
+ * if (await isCurrent((key) => readMeta(key))) return
+ * ```
+ */
+export async function isCurrent(read: (key: string) => Promise<string | undefined>): Promise<boolean> {
+  return (await read('schema_version')) === String(SCHEMA_VERSION) && Number((await read('functions_version')) ?? 0) >= FUNCTIONS_VERSION
+}
+
+/**
  * Creates the schema, or upgrades one made by an earlier release, in one transaction: under an
  * advisory lock (several processes may start at once: one migrates, the others find it done), and,
  * for an upgrade beside running instances, with the tables locked after a short wait at most (past

@@ -1,13 +1,12 @@
 import type { COTWebhook, ClaimOptions, ClaimedDelivery, EnqueueInput, EnqueueResult, Lease, PruneResult, SettleResult, Settlement, StoreChange } from 'cotwebhook'
 import { batcher } from '../sql/batcher.js'
 import { schemaGate, type SqlStore } from '../sql/schema-gate.js'
-import { SCHEMA_VERSION, tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
+import { tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow } from '../sql/schema.js'
 import { endpointOf, type QueueRecord } from '../sql/queue-row.js'
 import { statsSql } from '../sql/stats-sql.js'
-import { FUNCTIONS_VERSION } from './pg-functions.js'
 import { functionNames } from './pg-sql.js'
 import { listen } from './listen.js'
-import { migrateSchema } from './pg-migrate.js'
+import { isCurrent, migrateSchema } from './pg-migrate.js'
 import { deliverySelect, leasedAtEmit, settleItems, settleResults, toClaimed, type SettleItem } from './pg-rows.js'
 import type { PgPool, PgQueryable } from './pg-types.js'
 
@@ -178,7 +177,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   return {
     async migrate() {
       // Nothing to do takes no lock: every instance runs migrate() on start, beside running emits.
-      if ((await readVersion()) === String(SCHEMA_VERSION) && Number((await readVersion('functions_version')) ?? 0) >= FUNCTIONS_VERSION) return gate.passed()
+      if (await isCurrent(readVersion)) return gate.passed()
       await migrateSchema(transaction, t, { schema, prefix, channel })
       gate.passed()
     },
