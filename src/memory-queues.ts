@@ -14,9 +14,6 @@ import type { ClaimedDelivery, Delivery, EndpointState, Lease } from './store.js
 // Queues moved back for company turns in one claim, at most (see claimFrom).
 const MAX_MOVED_BACK = 1_024
 
-/** The queues' handle, for the memory store only. */
-export type MemoryQueues = ReturnType<typeof memoryQueues>
-
 /**
  * Makes the queues; `copyOut` is the store's copy of a delivery handed out.
  *
