@@ -116,7 +116,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const ordered = ordering === 'webhook'
   let waiting = 0
   const slowLane = options.slowLane === false ? undefined : options.slowLane ?? {}
-  // Beyond \`concurrency\`: the first delivery of a company with nothing in flight here goes at once.
+  // Beyond `concurrency`: the first delivery of a company with nothing in flight here goes at once.
   const guestSlots = Math.max(1, Math.floor(concurrency / 8))
   const lanes = sendLanes({
     concurrency,
