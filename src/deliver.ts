@@ -8,6 +8,7 @@ import type { RateLimiter } from './rate-limit.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
 import { observedAttempt } from './observed-attempt.js'
+import type { GuestPass } from './send-lanes.js'
 import type { AttemptResult } from './sender.js'
 import type { Signer } from './signer.js'
 import type { Transport } from './transport.js'
@@ -53,7 +54,7 @@ export interface DeliverContext {
   /** Aborted by `close()`: waits end and leases are given back. */
   signal: AbortSignal
   /** The global limit on requests in flight (to `url`): every send goes through it, waits do not; a guest's may take a guest slot. */
-  sends: <T>(url: string, send: () => Promise<T>, guest?: boolean) => Promise<T>
+  sends: <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => Promise<T>
   /**
    * Whether due work was left in the store for want of room here: only then does an ending unordered
    * settle ask for another delivery (otherwise the ask costs the store a claim that finds nothing).
@@ -112,7 +113,7 @@ class Settled extends Error {}
  * }
  * ```
  */
-export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, claimedAt: number, guest = false): Promise<DeliverResult> {
+export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, claimedAt: number, guest?: GuestPass): Promise<DeliverResult> {
   const { delivery, lease } = claimed
   // Serialised once per event: every delivery and attempt of it signs and sends these same bytes.
   const body = ctx.body(delivery.eventId, delivery.event)

@@ -1,4 +1,5 @@
 import type { ClaimedDelivery, Store } from './store.js'
+import type { GuestPass } from './send-lanes.js'
 
 /**
  * The delivery loop: claim due deliveries while there is room to send, run each, and sleep until the
@@ -21,9 +22,9 @@ export interface DispatcherOptions {
   /**
    * Runs one claimed delivery to its end (or hand-back); `claimedAt` is the `now` its lease was taken
    * at. May answer the webhook's next delivery, already leased (ordered mode): it runs next, in the
-   * same run.
+   * same run. `guest`: a guest run's pass, for its attempt's send.
    */
-  run: (claimed: ClaimedDelivery, claimedAt: number, guest: boolean) => Promise<{ next?: ClaimedDelivery; at?: number }>
+  run: (claimed: ClaimedDelivery, claimedAt: number, guest: GuestPass | undefined) => Promise<{ next?: ClaimedDelivery; at?: number }>
   /** How many runs are waiting between attempts right now (they need no send slot meanwhile). */
   waiting: () => number
   /** Where unexpected errors go (a store that failed, a bug); delivery goes on. */
@@ -36,8 +37,10 @@ export interface DispatcherOptions {
   /** `false`: never claim (an emit-only engine); `drain()` then waits for other instances. */
   claiming: boolean
   /**
-   * Runs of guests at once, at most: an emit of a company with no run here may lease one delivery
-   * while no send slot is free (its run then sends in a guest slot). Default 0.
+   * Guest places at once, at most: an emit of a company with no run here may lease one delivery
+   * while no send slot is free (its run then sends in a guest slot, beyond `concurrency`, and is not
+   * counted in the room to claim). The place is given back when the run ends, or when its attempt
+   * moves to the slow lane (through the pass `run` is handed). Default 0.
    */
   guestSlots?: number
 }
@@ -107,6 +110,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   // Runs per company (of the delivery each is on), and guest runs: who may be a guest.
   const byCompany = new Map<string, number>()
   let guests = 0
+  // Guest runs under way: they send in guest slots, beyond `concurrency`, so they leave room alone.
+  let guestRuns = 0
   const enter = (company: string) => byCompany.set(company, (byCompany.get(company) ?? 0) + 1)
   const leave = (company: string) => {
     const left = byCompany.get(company)! - 1
@@ -147,13 +152,27 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     timer = closed ? undefined : setTimeout(kick, Math.min(Math.max(0, delay), MAX_TIMER_MS))
   }
 
-  // Room to claim: free send slots (waiting runs need none), within the bound on runs held.
-  const room = () => Math.min(concurrency - (runs.size - waiting()), concurrency * HELD_PER_SLOT - runs.size)
+  // Room to claim: free send slots (waiting runs and guests need none), within the bound on runs held.
+  const room = () => {
+    const held = runs.size - guestRuns
+    return Math.min(concurrency - (held - waiting()), concurrency * HELD_PER_SLOT - held)
+  }
 
   // A guest's place (its company, the guest count) was taken when roomFor reserved it.
   const track = (claimed: ClaimedDelivery, claimedAt: number, guest = false) => {
     let company = claimed.delivery.company
-    if (!guest) enter(company)
+    // A guest's place is given back when its run ends, or sooner when its attempt moves to the slow lane.
+    let pass: GuestPass | undefined
+    if (guest) {
+      guestRuns++
+      let held = true
+      pass = {
+        release: () => {
+          if (held) guests--
+          held = false
+        },
+      }
+    } else enter(company)
     const chain = async () => {
       // A run goes on with the webhook's next delivery when its settle handed it one (ordered); a
       // guest's settle asks for none.
@@ -164,7 +183,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           leave(company)
           enter((company = current.delivery.company))
         }
-        const { next, at: nextAt }: { next?: ClaimedDelivery; at?: number } = await run(current, at, guest)
+        const { next, at: nextAt }: { next?: ClaimedDelivery; at?: number } = await run(current, at, pass)
         current = next
         at = nextAt ?? now()
       }
@@ -175,8 +194,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         runs.delete(task)
         leave(company)
         notify()
-        if (!guest) return freed()
-        guests--
+        if (!pass) return freed()
+        pass.release()
+        guestRuns--
         // A guest's settle asked for no next delivery: look for its webhook's next (and the rest) now.
         kick()
       })
@@ -202,7 +222,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         // No room, or busy: claim in batches of at least a quarter of the slots (each completion looks
         // again, so the batch comes as soon as there is room for it); one claim per free slot costs the
         // store a round trip per delivery.
-        if (want <= 0 || (want < minBatch && runs.size > waiting())) {
+        if (want <= 0 || (want < minBatch && runs.size - guestRuns > waiting())) {
           waitingForRoom = true
           break
         }

@@ -18,7 +18,7 @@ import { createRateLimiter } from './rate-limit.js'
 import { createRegistry, objectIdArgument } from './registry.js'
 import { recover, resend, sendTest } from './replay.js'
 import { COTALKER_SCHEDULE, checkSchedule } from './retry-policy.js'
-import { sendLanes } from './send-lanes.js'
+import { sendLanes, type GuestPass } from './send-lanes.js'
 import { webCryptoSigner } from './signer.js'
 import { fetchTransport } from './transport.js'
 import type { EnqueueResult, PruneResult } from './store.js'
@@ -147,7 +147,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     signal: shutdown.signal,
-    sends: <T>(url: string, send: () => Promise<T>, guest?: boolean) => lanes.run(url, send, guest),
+    sends: <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => lanes.run(url, send, guest),
     onError,
     limiter,
     guard,

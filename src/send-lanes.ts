@@ -10,10 +10,19 @@ import { keyedSlots } from './keyed-slots.js'
  * a millisecond from. A host may hold at most half the slow lane, so
  * one dead receiver cannot fill it either; an attempt that finds no room stays in its main slot.
  *
- * A guest attempt (the first delivery of a company with nothing in flight, see the dispatcher) that
- * finds every main slot taken takes one of a few guest slots instead of waiting in line behind the
- * busy companies' attempts.
+ * A guest attempt (the first delivery of a company with nothing in flight, sent because every main
+ * slot was taken when it was emitted, see the dispatcher) takes one of a few guest slots instead of
+ * waiting in line behind the busy companies' attempts; only if none is free does it wait like any send.
  */
+
+/**
+ * A guest attempt's place (see the dispatcher): `release` gives it back, once however often called; the
+ * lanes call it when the attempt leaves its guest slot for the slow lane, so a hanging guest does not
+ * keep the next quiet company waiting.
+ */
+export interface GuestPass {
+  release(): void
+}
 
 /** Options of {@link sendLanes}. */
 export interface SendLanesOptions {
@@ -29,7 +38,7 @@ export interface SendLanesOptions {
   slowSlots: number
   /** Guest slots: beyond `concurrency`, for guest attempts only. Default 0. */
   guestSlots?: number
-  /** Told when an attempt moves to the slow lane (+1) and when it ends there (-1): its main slot is free. */
+  /** Told when an attempt moves from a main slot to the slow lane (+1) and when it ends there (-1): its main slot is free. A guest's move is not told. */
   moved: (delta: 1 | -1) => void
 }
 
@@ -39,14 +48,14 @@ interface Watched {
   url: string
   /** Set once it moved to the slow lane: gives its host's slow-lane share back. */
   releaseHost: (() => void) | undefined
-  /** In a guest slot rather than a main one. */
-  guest: boolean
+  /** In a guest slot rather than a main one: the guest's pass. */
+  guest: GuestPass | undefined
 }
 
 /** The lanes' handle. */
 export interface SendLanes {
-  /** Runs one attempt's request (to `url`) in a slot; a `guest` one takes a guest slot if every main slot is taken. */
-  run<T>(url: string, send: () => Promise<T>, guest?: boolean): Promise<T>
+  /** Runs one attempt's request (to `url`) in a slot; a `guest` one takes a guest slot while one is free. */
+  run<T>(url: string, send: () => Promise<T>, guest?: GuestPass): Promise<T>
   /** Whether every main-lane slot is taken or queued for. */
   saturated(): boolean
   /** Attempts in the slow lane now. */
@@ -94,9 +103,14 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
     // The host is parsed only here: most attempts never get slow.
     if (slow >= slowSlots || !(attempt.releaseHost = slowHosts.trySlot(hostOf(attempt.url)))) return
     slow++
-    moved(1)
-    if (attempt.guest) guests--
-    else leaveMain()
+    // A guest held no main slot: the dispatcher has nothing to hear of its move.
+    if (attempt.guest) {
+      guests--
+      attempt.guest.release()
+    } else {
+      moved(1)
+      leaveMain()
+    }
   }
   const tickMs = Math.max(5, Math.floor(fullAfterMs / 4))
   let sweeper: ReturnType<typeof setInterval> | undefined
@@ -116,13 +130,15 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
     }
   }
 
-  async function run<T>(url: string, send: () => Promise<T>, guest = false): Promise<T> {
+  async function run<T>(url: string, send: () => Promise<T>, guest?: GuestPass): Promise<T> {
     let inGuestSlot = false
-    if (active < concurrency) active++
-    else if (guest && guests < guestSlots) {
+    // A guest takes its guest slot even when a main one is free: the dispatcher counts guests out of
+    // the main slots, and claims into those.
+    if (guest && guests < guestSlots) {
       guests++
       inGuestSlot = true
-    } else await new Promise<void>((go) => queue.push(go))
+    } else if (active < concurrency) active++
+    else await new Promise<void>((go) => queue.push(go))
     const leave = inGuestSlot ? leaveGuest : leaveMain
     let sending: Promise<T>
     try {
@@ -139,7 +155,7 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
       }
     }
     // Watched by the sweep: one small object per attempt, and nothing else unless it gets slow.
-    const attempt: Watched = { since: performance.now(), url, releaseHost: undefined, guest: inGuestSlot }
+    const attempt: Watched = { since: performance.now(), url, releaseHost: undefined, guest: inGuestSlot ? guest : undefined }
     watched.add(attempt)
     if (!sweeper) {
       sweeper = setInterval(sweep, tickMs)
@@ -153,7 +169,7 @@ export function sendLanes(options: SendLanesOptions): SendLanes {
       if (attempt.releaseHost) {
         slow--
         attempt.releaseHost()
-        moved(-1)
+        if (!attempt.guest) moved(-1)
       } else {
         leave()
       }

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { memoryStore, objectId } from 'cotwebhook'
 import { taskEvent as fixtureEvent, webhookRecord } from 'cotwebhook/testing'
 import { COMPANY, OTHER_COMPANY, closeAll, engine, taskEvent, taskWebhook } from './helpers/fixtures.js'
-import { startReceiver, until, type Receiver } from './helpers/receiver.js'
+import { heldAnswers, startReceiver, until, type Receiver } from './helpers/receiver.js'
 
 /**
  * Noisy neighbours in the send slots: endpoints that never answer (receivers holding every answer
@@ -180,6 +180,65 @@ describe('send slots shared with endpoints that hang', () => {
     await hooks.emit(taskEvent(2, second))
     await until(() => alive.requests.length === 1, 15_000, 'the second company’s guest delivery')
     expect((await hooks.store.getDelivery(first, deliveries[0]!.id))?.state).toBe('pending')
+  })
+
+  it('claims into a main slot that frees while a guest is out: a guest sends beyond the main slots', async () => {
+    const gate = heldAnswers()
+    releases.push(() => gate.open())
+    // The first answer is a failure: its run then waits for the retry (30 s) without a send slot, and
+    // the slot goes to whatever a claim finds (a settle that ends a run may hand on the next delivery itself).
+    const busy = await startReceiver((_, index) => gate.hold({ status: index === 0 ? 500 : 200 }))
+    receivers.push(busy)
+    const guestEnd = await hanging()
+    const hooks = engine({ concurrency: 4, slowLane: false, timeoutMs: 60_000, leaseMs: 120_000 })
+    // Five ordered webhooks, one delivery each: four take the main slots, the fifth waits in the store.
+    for (let i = 0; i < 5; i++) await hooks.registry.create(OTHER_COMPANY, taskWebhook(`${busy.url}/${i}`))
+    await hooks.registry.create(COMPANY, taskWebhook(guestEnd.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => gate.held === 4, 15_000, 'the four main slots busy')
+    await hooks.emit(taskEvent(0))
+    await until(() => guestEnd.inFlight === 1, 15_000, 'the guest')
+    // The failed attempt's slot is a main one and the guest is beyond them: the claim is made while the
+    // guest is still out (counted against the main slots, it would wait for the guest).
+    gate.release(1)
+    await until(() => busy.requests.length === 5, 15_000, 'the fifth webhook’s delivery in the freed slot')
+    expect(gate.held).toBe(4)
+    expect(busy.maxInFlight).toBe(4)
+    expect(busy.requests.map((r) => r.path).sort()).toEqual([0, 1, 2, 3, 4].map((i) => `/${i}`))
+    expect(guestEnd.inFlight).toBe(1)
+  })
+
+  it('gives a guest place back when its attempt moves to the slow lane, so a hanging guest does not hold up the next quiet company', async () => {
+    const dead = await hanging()
+    const quietDead = await hanging()
+    const alive = await healthy()
+    // Two send slots, one guest slot; a slow lane of four (two per host), moved to after 20 ms when crowded.
+    const hooks = engine({ concurrency: 2, slowLane: { afterMs: 60_000, fullAfterMs: 20, slots: 4 }, timeoutMs: 60_000, leaseMs: 120_000 })
+    const first = objectId()
+    // Four ordered webhooks on one dead host: two move to the slow lane (the host's half), two keep the
+    // main slots for good.
+    for (let i = 0; i < 4; i++) await hooks.registry.create(OTHER_COMPANY, taskWebhook(`${dead.url}/${i}`))
+    await hooks.registry.create(first, taskWebhook(quietDead.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => dead.inFlight === 4, 15_000, 'both main slots and the host’s half of the slow lane hanging')
+    // The first quiet company's guest hangs too, and moves on to the slow lane (its host has room there).
+    await hooks.emit(taskEvent(1, first))
+    await until(() => quietDead.inFlight === 1, 15_000, 'the first guest')
+    // Other quiet companies go as guests while the first still hangs: each emits until one arrives (the
+    // move comes within the sweep's tick; an emit before it finds no guest place, its delivery waits in
+    // the store for a main slot, and none frees here).
+    const quiet: string[] = []
+    await until(async () => {
+      if (alive.requests.length) return true
+      const company = objectId()
+      quiet.push(company)
+      await hooks.registry.create(company, taskWebhook(alive.url))
+      await hooks.emit(taskEvent(quiet.length, company))
+      return false
+    }, 15_000, 'a quiet company’s delivery beside the hanging guest')
+    expect(alive.requests).toHaveLength(1)
+    expect(quietDead.inFlight).toBe(1)
+    expect(dead.inFlight).toBe(4)
   })
 
   it('without the slow lane, hanging attempts hold every slot and the guest slots (the control)', async () => {

@@ -31,7 +31,8 @@ describe('send lanes', () => {
     const lanes = sendLanes({ concurrency: 1, slowAfterMs: Infinity, fullAfterMs: Infinity, slowSlots: 0, guestSlots: 1, moved: () => {} })
     const sends = [deferred(), deferred(), deferred(), deferred()]
     const started: number[] = []
-    const run = (i: number, guest: boolean) => lanes.run('http://a.example/x', () => (started.push(i), sends[i]!.promise), guest)
+    const pass = { release: () => {} }
+    const run = (i: number, guest: boolean) => lanes.run('http://a.example/x', () => (started.push(i), sends[i]!.promise), guest ? pass : undefined)
     const runs = [run(0, false), run(1, true), run(2, true), run(3, false)]
     await new Promise((r) => setTimeout(r, 5))
     // The main slot and the guest slot; the second guest waits in line like any send.
@@ -53,7 +54,7 @@ describe('send lanes', () => {
     const held = deferred()
     const first = plain.run('http://a.example/x', () => held.promise)
     let guestStarted = false
-    const guest = plain.run('http://a.example/x', async () => ((guestStarted = true), 'g'), true)
+    const guest = plain.run('http://a.example/x', async () => ((guestStarted = true), 'g'), { release: () => {} })
     await new Promise((r) => setTimeout(r, 5))
     expect(guestStarted).toBe(false)
     held.finish('h')
@@ -85,5 +86,33 @@ describe('send lanes', () => {
     expect(moves).toEqual([1, -1])
     expect(lanes.slow()).toBe(0)
     expect(lanes.saturated()).toBe(false)
+  })
+  it('put a guest in its guest slot even with a main slot free, and on its move to the slow lane give its pass back instead of telling of a freed main slot', async () => {
+    const moves: number[] = []
+    const lanes = sendLanes({ concurrency: 1, slowAfterMs: 30, fullAfterMs: 30, slowSlots: 2, guestSlots: 1, moved: (d) => moves.push(d) })
+    let released = 0
+    const pass = { release: () => void released++ }
+    const hung = deferred()
+    const guestRun = lanes.run('http://dead.example/x', () => hung.promise, pass)
+    // The main slot stays free for the dispatcher's claims: a send that comes now starts at once.
+    let plainStarted = false
+    const plain = lanes.run('http://ok.example/y', async () => ((plainStarted = true), 'plain'))
+    await new Promise((r) => setTimeout(r, 5))
+    expect(plainStarted).toBe(true)
+    await expect(plain).resolves.toBe('plain')
+    await until(() => lanes.slow() === 1, 5_000, 'the hanging guest to move to the slow lane')
+    expect(released).toBe(1)
+    expect(moves).toEqual([])
+    // Its guest slot is free again: the next guest goes at once while the first still hangs.
+    const next = deferred()
+    let nextStarted = false
+    const nextRun = lanes.run('http://a.example/z', () => ((nextStarted = true), next.promise), { release: () => {} })
+    await new Promise((r) => setTimeout(r, 5))
+    expect(nextStarted).toBe(true)
+    hung.finish('late')
+    next.finish('next')
+    await expect(Promise.all([guestRun, nextRun])).resolves.toEqual(['late', 'next'])
+    expect(moves).toEqual([])
+    expect(lanes.slow()).toBe(0)
   })
 })
