@@ -11,7 +11,7 @@ import { sqliteStore } from 'cotwebhook/sqlite'
 import { v1Statements, v1Writes, type V1Delivery, type V1Rows } from './fixtures/schema-v1.js'
 import { COMPANY, closeAll, engine, nOf, taskEvent } from './helpers/fixtures.js'
 import { PG_URL, dropSchema, postgresAvailable, schemaName } from './helpers/postgres.js'
-import { startReceiver, until, type Receiver } from './helpers/receiver.js'
+import { realSleep, startReceiver, until, type Receiver } from './helpers/receiver.js'
 
 const pgUp = await postgresAvailable('migration suites on PostgreSQL')
 const pool = new pg.Pool({ connectionString: PG_URL, max: 16 })
@@ -145,6 +145,47 @@ describe.skipIf(!pgUp)('migrate() beside running instances (PostgreSQL)', () => 
     await postgresStore(pool, { schema }).migrate()
     expect(await version()).toBe('99')
     await expect(hooks.emit(taskEvent(2))).rejects.toThrow(/enqueue/)
+    await closeAll()
+    await dropSchema(pool, schema)
+  })
+
+  it('stands aside while a host transaction holds the deliveries table, so emits go on, and replaces the functions once it ends', async () => {
+    const schema = schemaName()
+    await postgresStore(pool, { schema }).migrate()
+    const meta = `"${schema}".${PREFIX}meta`
+    const deliveries = `"${schema}".${PREFIX}deliveries`
+    const version = async () => (await pool.query(`SELECT value FROM ${meta} WHERE key = 'functions_version'`)).rows[0]?.value as string | undefined
+    const current = await version()
+    await pool.query(`DELETE FROM ${meta} WHERE key = 'functions_version'`)
+    const hooks = engine({ store: postgresStore(pool, { schema }), dispatch: false })
+    await hooks.registry.create(COMPANY, { name: 'w', code: 'w', trigger: 'create-edit-delete-task', url: 'http://127.0.0.1:9/' })
+    // A host's write transaction, open on the deliveries table: replacing the trigger has to wait for it.
+    const host = await pool.connect()
+    let migration: Promise<void> | undefined
+    try {
+      await host.query('BEGIN')
+      await host.query(`LOCK TABLE ${deliveries} IN ROW EXCLUSIVE MODE`)
+      let migrated = false
+      migration = postgresStore(pool, { schema }).migrate().then(() => void (migrated = true))
+      const waitingForTable = async () =>
+        Number((await pool.query(`SELECT count(*) AS n FROM pg_locks WHERE relation = $1::regclass AND NOT granted`, [deliveries])).rows[0].n) > 0
+      await until(waitingForTable, 15_000, 'migrate() waiting for the deliveries table')
+      // A lock request that waited for good would queue every emit behind it until the host commits
+      // (which comes only after the emit): with the short lock timeout, migrate() stands aside and retries.
+      const guard = new AbortController()
+      const stuck = realSleep(15_000, undefined, { signal: guard.signal }).then(() => Promise.reject(new Error('the emit waited behind migrate() for 15 s')))
+      stuck.catch(() => {})
+      const { deliveries: made } = await Promise.race([hooks.emit(taskEvent(0)), stuck]).finally(() => guard.abort())
+      expect(made).toHaveLength(1)
+      expect(migrated).toBe(false)
+      expect(await version()).toBeUndefined()
+    } finally {
+      await host.query('COMMIT')
+      host.release()
+    }
+    await migration
+    expect(await version()).toBe(current)
+    expect((await hooks.emit(taskEvent(1))).deliveries).toHaveLength(1)
     await closeAll()
     await dropSchema(pool, schema)
   })
