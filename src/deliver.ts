@@ -199,8 +199,9 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
     }
     paced = ctx.limiter.rateOf(target.webhook) !== null
     // The webhook's share of the send slots, then its host's: each waited for in line without a send
-    // slot, as long as the lease leaves time to send.
+    // slot, as long as the lease leaves time to send. A guest's wait frees no main slot (it holds none).
     const waitFor = async (take: (maxWaitMs: number) => Promise<(() => void) | undefined>) => {
+      if (guest) return await take(leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS)
       ctx.waiting(1)
       try {
         return await take(leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS)

@@ -208,6 +208,34 @@ describe('send slots shared with endpoints that hang', () => {
     expect(guestEnd.inFlight).toBe(1)
   })
 
+  it('claims nothing more while a guest waits for its host’s slots: the wait frees no main slot', async () => {
+    const busyHost = await hanging()
+    const other = await hanging()
+    // Two send slots, both held by attempts to one host (its limit, two); a third webhook's delivery
+    // waits in the store for a slot.
+    const store = memoryStore()
+    const hooks = engine({ store, concurrency: 2, slowLane: false, rateLimit: { hostConcurrency: 2 }, timeoutMs: 60_000, leaseMs: 120_000 })
+    for (let i = 0; i < 2; i++) await hooks.registry.create(OTHER_COMPANY, taskWebhook(`${busyHost.url}/${i}`))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => busyHost.inFlight === 2, 15_000, 'both send slots busy at one host')
+    const third = await hooks.registry.create(OTHER_COMPANY, taskWebhook(`${other.url}/k`))
+    await hooks.emit(taskEvent(1, OTHER_COMPANY))
+    // A quiet company's guest to the same host: it waits for the host's slots.
+    await hooks.registry.create(COMPANY, taskWebhook(`${busyHost.url}/guest`))
+    await hooks.emit(taskEvent(2))
+    // Counted as a run waiting without a send slot, the guest would let the dispatcher claim the third
+    // webhook's delivery for a main slot that is not free: leased, and waiting in line for the slot.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const left = await store.claim({ now: Date.now(), limit: 10, leaseMs: 60_000, owner: 'probe', ordered: true })
+    expect(left.map((c) => c.delivery.webhookId)).toEqual([third.webhook._id])
+    for (const c of left) await store.release(c.lease, Date.now())
+    expect(busyHost.inFlight).toBe(2)
+    busyHost.release()
+    // Then the third webhook's delivery, the guest's, and the second event's two to the busy host.
+    await until(() => other.inFlight === 1 && busyHost.requests.length === 5, 15_000, 'the guest and the third webhook once the host answers')
+    expect(busyHost.requests.filter((r) => r.path === '/guest')).toHaveLength(1)
+  })
+
   it('gives a guest place back when its attempt moves to the slow lane, so a hanging guest does not hold up the next quiet company', async () => {
     const dead = await hanging()
     const quietDead = await hanging()
@@ -236,7 +264,8 @@ describe('send slots shared with endpoints that hang', () => {
       await hooks.emit(taskEvent(quiet.length, company))
       return false
     }, 15_000, 'a quiet company’s delivery beside the hanging guest')
-    expect(alive.requests).toHaveLength(1)
+    // (At least one: a guest that has arrived may itself move on before its answer, and let one more in.)
+    expect(alive.requests.length).toBeGreaterThanOrEqual(1)
     expect(quietDead.inFlight).toBe(1)
     expect(dead.inFlight).toBe(4)
   })
