@@ -201,10 +201,11 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
     // The webhook's share of the send slots, then its host's: each waited for in line without a send
     // slot, as long as the lease leaves time to send. A guest's wait frees no main slot (it holds none).
     const waitFor = async (take: (maxWaitMs: number) => Promise<(() => void) | undefined>) => {
-      if (guest) return await take(leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS)
+      const maxWaitMs = leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS
+      if (guest) return await take(maxWaitMs)
       ctx.waiting(1)
       try {
-        return await take(leaseUntil - ctx.now() - ctx.timeoutMs - RENEW_MARGIN_MS)
+        return await take(maxWaitMs)
       } finally {
         ctx.waiting(-1)
       }

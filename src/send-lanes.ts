@@ -12,7 +12,7 @@ import { keyedSlots } from './keyed-slots.js'
  *
  * A guest attempt (the first delivery of a company with nothing in flight, sent because every main
  * slot was taken when it was emitted, see the dispatcher) takes one of a few guest slots instead of
- * waiting in line behind the busy companies' attempts; only if none is free does it wait like any send.
+ * waiting in line behind the busy companies' attempts; only if none is free does it go as any send does.
  */
 
 /**
