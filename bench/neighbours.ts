@@ -175,7 +175,7 @@ async function floodOn(name: string, label: string, open: () => Promise<{ store:
       name, value: p99, unit: 'ms (p99)', baseline: base, ratio: round(p99 / base),
       detail: `${label}: a company emitting ${QUIET_RATE} events/s while another floods ${events.toLocaleString('en')} events over 64 ordered webhooks, ` +
         `counting only the quiet company's events emitted before the flood's last delivery (${beside.map((b) => b.latencies.length).join(', ')} of them; ` +
-        `the flood took ${beside.map((b) => round(b.floodMs / 1000, 1)).join(', ')} s${last.delivered < events ? `, ${last.delivered.toLocaleString('en')} delivered` : ''}), ` +
+        `the flood took ${beside.map((b) => round(b.floodMs / 1000, 1)).join(', ')} s${last.delivered < events ? `; in the last, ${last.flooded.toLocaleString('en')} emitted and ${last.delivered.toLocaleString('en')} delivered by the window's end` : ''}), ` +
         `median of ${rounds} interleaved rounds: p50 ${medianOf(during, 50)} ms, p99 ${p99} ms (rounds: ${during.map((x) => round(percentile(x, 99), 1)).join(', ')}); ` +
         `alone p50 ${medianOf(alone, 50)} ms, p99 ${base} ms (rounds: ${alone.map((x) => round(percentile(x, 99), 1)).join(', ')})`,
     }
