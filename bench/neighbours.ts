@@ -129,6 +129,7 @@ async function hangingRound(healthy: Receiver, dead: Receiver, ordering: 'webhoo
 export async function floodBench(): Promise<Result[]> {
   const results: Result[] = []
   results.push(await floodOn('neighbours-flood', 'memory store', async () => ({ store: memoryStore(), done: async () => {} })))
+  results.push(await floodOn('neighbours-backlog', 'memory store', async () => ({ store: memoryStore(), done: async () => {} }), true))
   const pool = new pg.Pool({ connectionString: PG_URL, max: 8, connectionTimeoutMillis: 2_000 })
   try {
     await pool.query('SELECT 1')
@@ -152,7 +153,7 @@ export async function floodBench(): Promise<Result[]> {
   return results
 }
 
-async function floodOn(name: string, label: string, open: () => Promise<{ store: Store; done: () => Promise<void> }>): Promise<Result> {
+async function floodOn(name: string, label: string, open: () => Promise<{ store: Store; done: () => Promise<void> }>, backlog = false): Promise<Result> {
   const quiet = await startReceiver()
   const noisy = await startReceiver()
   const seconds = size(15, 3)
@@ -163,9 +164,9 @@ async function floodOn(name: string, label: string, open: () => Promise<{ store:
     const beside: Awaited<ReturnType<typeof floodRound>>[] = []
     // Rounds take turns at going first: whatever the machine is doing meanwhile falls on both sides.
     for (let r = 0; r < rounds; r++) {
-      if (r % 2) beside.push(await floodRound(quiet, noisy, open, events, seconds))
+      if (r % 2) beside.push(await floodRound(quiet, noisy, open, events, seconds, backlog))
       alone.push((await floodRound(quiet, noisy, open, 0, seconds)).latencies)
-      if (!(r % 2)) beside.push(await floodRound(quiet, noisy, open, events, seconds))
+      if (!(r % 2)) beside.push(await floodRound(quiet, noisy, open, events, seconds, backlog))
     }
     const during = beside.map((b) => b.latencies)
     const p99 = medianOf(during, 99)
@@ -173,7 +174,7 @@ async function floodOn(name: string, label: string, open: () => Promise<{ store:
     const last = beside[beside.length - 1]!
     return {
       name, value: p99, unit: 'ms (p99)', baseline: base, ratio: round(p99 / base),
-      detail: `${label}: a company emitting ${QUIET_RATE} events/s while another floods ${events.toLocaleString('en')} events over 64 ordered webhooks, ` +
+      detail: `${label}: a company emitting ${QUIET_RATE} events/s while another ${backlog ? 'has a backlog of' : 'floods'} ${events.toLocaleString('en')} events over 64 ordered webhooks${backlog ? ' (emitted through an engine that does not deliver, then drained by one that does)' : ''}, ` +
         `counting only the quiet company's events emitted before the flood's last delivery (${beside.map((b) => b.latencies.length).join(', ')} of them; ` +
         `the flood took ${beside.map((b) => round(b.floodMs / 1000, 1)).join(', ')} s${last.delivered < events ? `; in the last, ${last.flooded.toLocaleString('en')} emitted and ${last.delivered.toLocaleString('en')} delivered by the window's end` : ''}), ` +
         `median of ${rounds} interleaved rounds: p50 ${medianOf(during, 50)} ms, p99 ${p99} ms (rounds: ${during.map((x) => round(percentile(x, 99), 1)).join(', ')}); ` +
@@ -188,21 +189,41 @@ async function floodOn(name: string, label: string, open: () => Promise<{ store:
 /**
  * One round: with `events` the flood starts a second before the quiet company's stream, and only the
  * quiet events emitted while the flood still had undelivered events count (once it is delivered, the
- * rest of the window measures an idle engine); without, the quiet stream alone.
+ * rest of the window measures an idle engine); without, the quiet stream alone. With `backlog`, the
+ * flood is in the store before the delivering engine starts: emitted through an engine that does not
+ * deliver, so the window measures the drain of a backlog ahead of the quiet company, not the host's emits.
  */
-async function floodRound(quiet: Receiver, noisy: Receiver, open: () => Promise<{ store: Store; done: () => Promise<void> }>, events: number, seconds: number) {
+async function floodRound(quiet: Receiver, noisy: Receiver, open: () => Promise<{ store: Store; done: () => Promise<void> }>, events: number, seconds: number, backlog = false) {
   await quiet.control('record')
   await noisy.control('count')
   const { store, done } = await open()
   const transport = nodeTransport({ connections: 64, allowPrivateNetworks: true })
   const options: WebhooksOptions = { store, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: quick ? 100 : 1_000 }
-  const hooks = createWebhooks(options)
+  const groups = Array.from({ length: 64 }, () => objectId())
+  const feeder = backlog && events ? createWebhooks({ ...options, dispatch: false }) : undefined
   let flooded = 0
+  if (feeder) {
+    try {
+      for (const [w, taskGroup] of groups.entries()) {
+        await feeder.registry.create(NOISY, { name: `flood${w}`, code: `flood${w}`, trigger: 'create-edit-delete-task', url: `${noisy.url}/flood/${w}`, context: { taskGroup } })
+      }
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        while (flooded < events) {
+          const n = flooded++
+          await feeder.emit(taskEvent(NOISY, groups[n % groups.length]!, n))
+        }
+      }))
+    } finally {
+      await feeder.close()
+    }
+  }
+  const hooks = createWebhooks(options)
   let stop = false
   try {
-    const groups = Array.from({ length: 64 }, () => objectId())
-    for (const [w, taskGroup] of groups.entries()) {
-      await hooks.registry.create(NOISY, { name: `flood${w}`, code: `flood${w}`, trigger: 'create-edit-delete-task', url: `${noisy.url}/flood/${w}`, context: { taskGroup } })
+    if (!feeder) {
+      for (const [w, taskGroup] of groups.entries()) {
+        await hooks.registry.create(NOISY, { name: `flood${w}`, code: `flood${w}`, trigger: 'create-edit-delete-task', url: `${noisy.url}/flood/${w}`, context: { taskGroup } })
+      }
     }
     const emitter = async () => {
       while (!stop && flooded < events) {
