@@ -55,6 +55,7 @@ const TARGETS: Record<string, { text: string; met: (r: Result) => boolean }> = {
   'neighbours-flood': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
   'neighbours-flood-postgres': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
   'neighbours-backlog': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
+  'neighbours-backlog-postgres': { text: '≤ 2×', met: (r) => r.ratio <= 2 },
   'fairness-cost': { text: '0.95–1.05', met: (r) => r.ratio >= 0.95 && r.ratio <= 1.05 },
   'fairness-cost-ordered': { text: '0.95–1.05', met: (r) => r.ratio >= 0.95 && r.ratio <= 1.05 },
   // The operators issue: traces and metrics on cost at most 10%; the API without an SDK, nothing measurable.
