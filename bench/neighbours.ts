@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { createWebhooks, memoryStore, objectId, type Store, type WebhooksOptions } from 'cotwebhook'
+import { createWebhooks, memoryStore, objectId, type Store, type Webhooks, type WebhooksOptions } from 'cotwebhook'
 import { nodeSigner, nodeTransport } from 'cotwebhook/node'
 import { postgresStore } from 'cotwebhook/postgres'
 import { userEvent } from './dispatch.js'
@@ -202,13 +202,16 @@ async function floodRound(quiet: Receiver, noisy: Receiver, open: () => Promise<
   const transport = nodeTransport({ connections: 64, allowPrivateNetworks: true })
   const options: WebhooksOptions = { store, transport, signer: nodeSigner(), allowPrivateNetworks: true, pollIntervalMs: quick ? 100 : 1_000 }
   const groups = Array.from({ length: 64 }, () => objectId())
+  const register = async (engine: Webhooks) => {
+    for (const [w, taskGroup] of groups.entries()) {
+      await engine.registry.create(NOISY, { name: `flood${w}`, code: `flood${w}`, trigger: 'create-edit-delete-task', url: `${noisy.url}/flood/${w}`, context: { taskGroup } })
+    }
+  }
   const feeder = backlog && events ? createWebhooks({ ...options, dispatch: false }) : undefined
   let flooded = 0
   if (feeder) {
     try {
-      for (const [w, taskGroup] of groups.entries()) {
-        await feeder.registry.create(NOISY, { name: `flood${w}`, code: `flood${w}`, trigger: 'create-edit-delete-task', url: `${noisy.url}/flood/${w}`, context: { taskGroup } })
-      }
+      await register(feeder)
       await Promise.all(Array.from({ length: 8 }, async () => {
         while (flooded < events) {
           const n = flooded++
@@ -222,11 +225,7 @@ async function floodRound(quiet: Receiver, noisy: Receiver, open: () => Promise<
   const hooks = createWebhooks(options)
   let stop = false
   try {
-    if (!feeder) {
-      for (const [w, taskGroup] of groups.entries()) {
-        await hooks.registry.create(NOISY, { name: `flood${w}`, code: `flood${w}`, trigger: 'create-edit-delete-task', url: `${noisy.url}/flood/${w}`, context: { taskGroup } })
-      }
-    }
+    if (!feeder) await register(hooks)
     const emitter = async () => {
       while (!stop && flooded < events) {
         const n = flooded++
