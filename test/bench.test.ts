@@ -22,7 +22,7 @@ describe('npm run bench', () => {
       const report = JSON.parse(readFileSync(out, 'utf8')) as { machine: string; results: { name: string; value: number; baseline: number; ratio: number; unit: string }[] }
       const names = ['matcher', 'memory', 'dispatch', 'dispatch-ordered', 'latency', 'emit-overhead', 'durable-sqlite',
         ...(pgUp ? ['durable-postgres', 'backlog-drain', 'backlog-claim', 'dead-endpoint-writes', 'dead-endpoint-instances'] : []),
-        'neighbours-hanging', 'neighbours-hanging-unordered', 'neighbours-flood', ...(pgUp ? ['neighbours-flood-postgres'] : []), 'fairness-cost', 'fairness-cost-ordered', 'telemetry-sdk', 'telemetry-api', ...(pgUp ? ['stats-postgres'] : [])]
+        'neighbours-hanging', 'neighbours-hanging-unordered', 'neighbours-flood', 'neighbours-backlog', ...(pgUp ? ['neighbours-flood-postgres', 'neighbours-backlog-postgres'] : []), 'fairness-cost', 'fairness-cost-ordered', 'telemetry-sdk', 'telemetry-api', ...(pgUp ? ['stats-postgres'] : [])]
       // Counts of what should not happen (writes while a circuit is open) may well be 0.
       const counts = new Set(['dead-endpoint-writes'])
       expect(report.results.map((r) => r.name)).toEqual(names)
