@@ -159,7 +159,8 @@ async function floodOn(name: string, label: string, open: () => Promise<{ store:
   const quiet = await startReceiver()
   const noisy = await startReceiver()
   const seconds = size(15, 3)
-  const events = size(100_000, 5_000)
+  // The smoke's flood must outlast the wait below, or no quiet event counts.
+  const events = size(100_000, 10_000)
   const rounds = size(3, 1)
   try {
     const alone: number[][] = []
@@ -245,7 +246,7 @@ async function floodRound(quiet: Receiver, noisy: Receiver, open: () => Promise<
     })
     // Measured once the flood is under way (and after the same second alone): a p99 of a few hundred
     // samples, not the engine's first second.
-    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    await new Promise((resolve) => setTimeout(resolve, size(1_000, 200)))
     const samples = await healthySamples(hooks, quiet, QUIET_RATE, seconds)
     stop = true
     await flood

@@ -160,6 +160,7 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       return body
     },
     backlogged: () => dispatcher.backlogged(),
+    crowded: () => dispatcher.crowded(),
     saturated: () => lanes.saturated(),
     waiting: (delta: 1 | -1) => {
       waiting += delta
