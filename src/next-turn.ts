@@ -1,5 +1,3 @@
-const immediate: ((run: () => void) => unknown) | undefined = (globalThis as { setImmediate?: (run: () => void) => unknown }).setImmediate
-
 /**
  * Resolves in the event loop's check phase: after the I/O callbacks of the current turn, and after
  * the `setImmediate` callbacks queued before it (undici's writes of requests made earlier in the turn,
@@ -15,6 +13,8 @@ const immediate: ((run: () => void) => unknown) | undefined = (globalThis as { s
  * ```
  */
 export function nextTurn(): Promise<void> {
+  // Looked up at each call, as the other timers are (fake timers installed later apply here too).
+  const immediate = (globalThis as { setImmediate?: (run: () => void) => unknown }).setImmediate
   if (!immediate) return Promise.resolve()
   return new Promise<void>((resolve) => void immediate(resolve))
 }

@@ -79,8 +79,9 @@ describe('follow-up work and the event loop', () => {
   it('counts a guest’s company: the busy company’s responses wait while the guest is out', async () => {
     const busy = await receiver(true)
     const guest = await receiver(true)
-    // One send slot: the busy company takes it, the other company's first delivery goes as a guest.
-    const { hooks, order } = watchedEngine(busy.url, { concurrency: 1 })
+    // One send slot: the busy company takes it, the other company's first delivery goes as a guest
+    // (no slow lane, which would free the slot after 50 ms and let it go as an ordinary run).
+    const { hooks, order } = watchedEngine(busy.url, { concurrency: 1, slowLane: false })
     await hooks.registry.create(OTHER_COMPANY, taskWebhook(busy.url))
     await hooks.registry.create(COMPANY, taskWebhook(guest.url))
     await hooks.emit(taskEvent(0, OTHER_COMPANY))
