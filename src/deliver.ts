@@ -7,7 +7,6 @@ import type { HookCaller } from './operator-hooks.js'
 import type { RateLimiter } from './rate-limit.js'
 import type { RegistryInternals } from './registry.js'
 import { delayAfter } from './retry-policy.js'
-import { nextTurn } from './next-turn.js'
 import { observedAttempt } from './observed-attempt.js'
 import type { GuestPass } from './send-lanes.js'
 import type { AttemptResult } from './sender.js'
@@ -54,7 +53,11 @@ export interface DeliverContext {
   now: () => number
   /** Aborted by `close()`: waits end and leases are given back. */
   signal: AbortSignal
-  /** The global limit on requests in flight (to `url`): every send goes through it, waits do not; a guest's may take a guest slot. */
+  /**
+   * The global limit on requests in flight (to `url`): every send goes through it, waits do not; a
+   * guest's may take a guest slot. While other companies have runs here, the answer comes back in the
+   * event loop's check phase (after the requests made earlier in the turn are written).
+   */
   sends: <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => Promise<T>
   /**
    * Whether due work was left in the store for want of room here: only then does an ending unordered
@@ -65,11 +68,6 @@ export interface DeliverContext {
   waiting: (delta: 1 | -1) => void
   /** Whether every send slot is taken (a run would queue for one). */
   saturated: () => boolean
-  /**
-   * Whether deliveries of more than one company are under way: an attempt's follow-up work (its
-   * settle, the next send) then waits for the event loop's check phase, see {@link deliver}. Default: never.
-   */
-  crowded?: () => boolean
   /** The JSON of an event, made once for all of its deliveries. */
   body: (eventId: string, event: COTEvent) => string
   /** Where a lost lease is reported: another claimer took the delivery, which may mean a double send. */
@@ -253,12 +251,6 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
           now: ctx.now,
         })
       }, guest)
-      // A turn of the event loop hands every response that arrived in it to its run before any request
-      // made in the turn is written (undici writes to a reused connection in the check phase). Under a
-      // drain that is dozens of settles and next sends, and another company's request made meanwhile
-      // would wait for all of them: so, when another company has work here, this run's follow-up waits
-      // for the check phase too, behind the requests made before it.
-      if (ctx.crowded?.()) await nextTurn()
     } finally {
       release()
     }

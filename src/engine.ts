@@ -8,6 +8,7 @@ import { eventJson } from './event-size.js'
 import { toLog } from './log.js'
 import { createMatcher } from './matcher.js'
 import { memoryStore } from './memory-store.js'
+import { nextTurn } from './next-turn.js'
 import { PageSchema, toEvent, type COTEvent } from './model.js'
 import { objectId } from './object-id.js'
 import { hookCaller } from './operator-hooks.js'
@@ -147,7 +148,15 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     signal: shutdown.signal,
-    sends: <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => lanes.run(url, send, guest),
+    // A turn of the event loop hands every response that arrived in it to its run before undici writes
+    // any request made in the turn (to a reused connection, in the check phase). Under a drain that is
+    // dozens of settles and next sends: with another company's runs here, an answer comes back in the
+    // check phase, so its follow-up goes behind the requests made before it. Alone, at once.
+    sends: async <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => {
+      const result = await lanes.run(url, send, guest)
+      if (dispatcher.crowded()) await nextTurn()
+      return result
+    },
     onError,
     limiter,
     guard,
@@ -160,7 +169,6 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
       return body
     },
     backlogged: () => dispatcher.backlogged(),
-    crowded: () => dispatcher.crowded(),
     saturated: () => lanes.saturated(),
     waiting: (delta: 1 | -1) => {
       waiting += delta
