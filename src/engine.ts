@@ -148,10 +148,11 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signer,
     now,
     signal: shutdown.signal,
-    // A turn of the event loop hands every response that arrived in it to its run before undici writes
-    // any request made in the turn (to a reused connection, in the check phase). Under a drain that is
-    // dozens of settles and next sends: with another company's runs here, an answer comes back in the
-    // check phase, so its follow-up goes behind the requests made before it. Alone, at once.
+    // A turn of the event loop hands every response that arrived in it to its run before undici (recent
+    // releases, as in cotwebhook/node) writes a request made in the turn to a reused connection, in the
+    // check phase. Under a drain that is dozens of settles and next sends: with another company's runs
+    // here, an answer comes back in the check phase, so its follow-up goes behind the requests made
+    // before it. Alone, at once.
     sends: async <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => {
       const result = await lanes.run(url, send, guest)
       if (dispatcher.crowded()) await nextTurn()
