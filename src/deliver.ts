@@ -55,10 +55,10 @@ export interface DeliverContext {
   signal: AbortSignal
   /**
    * The global limit on requests in flight (to `url`): every send goes through it, waits do not; a
-   * guest's may take a guest slot. While other companies have runs here, the answer comes back in the
-   * event loop's check phase (after the requests made earlier in the turn are written).
+   * guest's may take a guest slot. While another company has an attempt under way here, the answer
+   * comes back in the event loop's check phase (after the requests made earlier in the turn are written).
    */
-  sends: <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => Promise<T>
+  sends: <T>(url: string, company: string, send: () => Promise<T>, guest?: GuestPass) => Promise<T>
   /**
    * Whether due work was left in the store for want of room here: only then does an ending unordered
    * settle ask for another delivery (otherwise the ask costs the store a claim that finds nothing).
@@ -232,7 +232,7 @@ export async function deliver(ctx: DeliverContext, claimed: ClaimedDelivery, cla
     }
     let result: AttemptResult
     try {
-      result = await ctx.sends(url, async () => {
+      result = await ctx.sends(url, delivery.company, async () => {
         // Claimed (or waiting for a retry, a host or a slot) before the circuit opened: held back like
         // the rest, right before it would go; a probe goes.
         const heldUntil = claimed.probe ? 0 : ctx.guard.heldUntil(delivery.webhookId, ctx.now())

@@ -65,8 +65,6 @@ export interface Dispatcher {
   adopt(claimed: ClaimedDelivery[], at: number, guest?: boolean): void
   /** Gives back a guest place `roomFor` reserved for `company` and no delivery took up. */
   cancelGuest(company: string): void
-  /** Whether deliveries of more than one company are under way here (guests included). */
-  crowded(): boolean
   /** Resolves once no delivery is open in the store and none is in flight here. */
   drain(): Promise<void>
   /**
@@ -295,8 +293,6 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     freed,
 
     backlogged: () => waitingForRoom,
-    crowded: () => byCompany.size > 1,
-
     room: () => (claiming && !closed ? Math.max(0, room()) : 0),
 
     roomFor(company) {

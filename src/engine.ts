@@ -20,6 +20,7 @@ import { createRegistry, objectIdArgument } from './registry.js'
 import { recover, resend, sendTest } from './replay.js'
 import { COTALKER_SCHEDULE, checkSchedule } from './retry-policy.js'
 import { sendLanes, type GuestPass } from './send-lanes.js'
+import { sendingCompanies } from './sending-companies.js'
 import { webCryptoSigner } from './signer.js'
 import { fetchTransport } from './transport.js'
 import type { EnqueueResult, PruneResult } from './store.js'
@@ -119,6 +120,8 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
   const slowLane = options.slowLane === false ? undefined : options.slowLane ?? {}
   // Beyond `concurrency`: the first delivery of a company with nothing in flight here goes at once.
   const guestSlots = Math.max(1, Math.floor(concurrency / 8))
+  // Companies with an attempt in a send slot or queued for one: see `sends` below.
+  const sending = sendingCompanies()
   const lanes = sendLanes({
     concurrency,
     slowAfterMs: slowLane ? positiveInteger('slowLane.afterMs', slowLane.afterMs ?? 1_000) : Number.POSITIVE_INFINITY,
@@ -150,12 +153,18 @@ export function createWebhooks(options: WebhooksOptions = {}): Webhooks {
     signal: shutdown.signal,
     // A turn of the event loop hands every response that arrived in it to its run before undici (recent
     // releases, as in cotwebhook/node) writes a request made in the turn to a reused connection, in the
-    // check phase. Under a drain that is dozens of settles and next sends: with another company's runs
-    // here, an answer comes back in the check phase, so its follow-up goes behind the requests made
-    // before it. Alone, at once.
-    sends: async <T>(url: string, send: () => Promise<T>, guest?: GuestPass) => {
-      const result = await lanes.run(url, send, guest)
-      if (dispatcher.crowded()) await nextTurn()
+    // check phase. Under a drain that is dozens of settles and next sends: while another company has an
+    // attempt under way here, an answer comes back in the check phase, so its follow-up goes behind the
+    // requests made before it. Otherwise (alone, or beside runs that only wait for a retry), at once.
+    sends: async <T>(url: string, company: string, send: () => Promise<T>, guest?: GuestPass) => {
+      sending.enter(company)
+      let result: T
+      try {
+        result = await lanes.run(url, send, guest)
+      } finally {
+        sending.leave(company)
+      }
+      if (sending.othersThan(company)) await nextTurn()
       return result
     },
     onError,

@@ -45,6 +45,8 @@ function watchedEngine(watched: string, options: Parameters<typeof engine>[0] = 
   const settle = store.settle.bind(store)
   store.settle = (lease, settlement: Settlement) => {
     if (settlement.state === 'succeeded') order.push('settle')
+    // A failed attempt whose run keeps the delivery to wait for the retry in process.
+    else if (settlement.attempt && settlement.holdUntil !== undefined) order.push('retry waits')
     return settle(lease, settlement)
   }
   return { hooks: engine({ store, transport, ...options }), order }
@@ -74,6 +76,23 @@ describe('follow-up work and the event loop', () => {
     held.gate.open()
     await hooks.drain()
     expect(held.requests).toHaveLength(1)
+  })
+
+  it('does not wait beside another company whose delivery only waits for its retry', async () => {
+    // The other company's endpoint fails: with the default schedule (30 s) its run keeps the delivery
+    // and sleeps in process. It has no request out, so nothing is waiting for the check phase.
+    const failing = await startReceiver(() => ({ status: 500 }))
+    receivers.push(failing)
+    const alive = await receiver()
+    const { hooks, order } = watchedEngine(alive.url)
+    await hooks.registry.create(OTHER_COMPANY, taskWebhook(failing.url))
+    await hooks.registry.create(COMPANY, taskWebhook(alive.url))
+    await hooks.emit(taskEvent(0, OTHER_COMPANY))
+    await until(() => order.includes('retry waits'), 15_000, 'the other company’s retry to be scheduled')
+    await hooks.emit(taskEvent(0))
+    await until(() => order.length === 3, 15_000, 'the settle and the marker')
+    expect(order).toEqual(['retry waits', 'settle', 'check phase'])
+    expect(failing.requests).toHaveLength(1)
   })
 
   it('counts a guest’s company: the busy company’s responses wait while the guest is out', async () => {
