@@ -9,9 +9,24 @@ export function deliverySelect(t: Tables): string {
     d.created_at, d.updated_at, d.next_attempt_at, d.trace, e.body AS event FROM ${t.deliveries} d JOIN ${t.events} e ON e.id = d.event_id`
 }
 
+// The company of each lease handed out, by the lease object the engine gives back to settle: settles
+// are batched by company (postgres-store.ts). Weak: a lease forgotten by the engine is forgotten here.
+const leaseCompanies = new WeakMap<Lease, string>()
+
+/** The company of the delivery a lease handed out by this store is for; undefined for any other lease. */
+export function companyOfLease(lease: Lease): string | undefined {
+  return leaseCompanies.get(lease)
+}
+
+function leaseOf(deliveryId: string, token: string, company: string): Lease {
+  const lease = { deliveryId, token }
+  leaseCompanies.set(lease, company)
+  return lease
+}
+
 /** A claimed delivery from a claim's row. */
 export function toClaimed(row: DeliveryRow & { lease_token: string }, event: unknown, probe: boolean, perSecond: number | null, burst: number | string | null): ClaimedDelivery {
-  const claimed: ClaimedDelivery = { delivery: toDelivery({ ...row, event }), lease: { deliveryId: row.id, token: row.lease_token } }
+  const claimed: ClaimedDelivery = { delivery: toDelivery({ ...row, event }), lease: leaseOf(row.id, row.lease_token, row.company) }
   if (probe) claimed.probe = true
   claimed.rate = perSecond === null ? null : { perSecond: Number(perSecond), burst: Number(burst ?? 1) }
   return claimed
@@ -25,7 +40,7 @@ export function leasedAtEmit(input: EnqueueInput, id: string, token: string): Cl
     id, company: event.company, webhookId, eventId, event, state: 'pending' as const, attempts: [], status: null, response: '', createdAt: now, updatedAt: now, nextAttemptAt: now,
     ...(input.trace === undefined ? {} : { trace: input.trace }),
   }
-  return { delivery, lease: { deliveryId: id, token }, rate: null }
+  return { delivery, lease: leaseOf(id, token, event.company), rate: null }
 }
 
 /** What a settle changed in the endpoint, from the settle function's answer. */

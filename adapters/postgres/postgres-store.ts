@@ -7,7 +7,7 @@ import { statsSql } from '../sql/stats-sql.js'
 import { functionNames } from './pg-sql.js'
 import { listen } from './listen.js'
 import { isCurrent, migrateSchema } from './pg-migrate.js'
-import { deliverySelect, leasedAtEmit, settleItems, settleResults, toClaimed, type SettleItem } from './pg-rows.js'
+import { companyOfLease, deliverySelect, leasedAtEmit, settleItems, settleResults, toClaimed, type SettleItem } from './pg-rows.js'
 import type { PgPool, PgQueryable } from './pg-types.js'
 
 /** Options of {@link postgresStore}. */
@@ -128,11 +128,9 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   )
 
   const settleMany = batcher<SettleItem, SettleResult>(
-    async (entries) => {
-      const { rows } = await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(settleItems(entries))])
-      return settleResults(entries, rows)
-    },
-    { maxBatch: options.maxSettleBatch ?? 256, defer: setImmediate },
+    async (entries) => settleResults(entries, (await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(settleItems(entries))])).rows),
+    // A company's lone settle flushes beside a busy company's batches: an ordered webhook's next waits on it.
+    { maxBatch: options.maxSettleBatch ?? 256, defer: setImmediate, keyOf: (item) => companyOfLease(item.lease) },
   )
 
   const transaction = async <T>(work: (client: PgQueryable) => Promise<T>, tx?: unknown): Promise<T> => {

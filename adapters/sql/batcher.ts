@@ -18,6 +18,15 @@ export interface BatcherOptions<I> {
    * loop (say, the settles of every response that arrived in it). Default: at once.
    */
   defer?: (flush: () => void) => void
+  /**
+   * Whose an item is (say, the company of the delivery a settle is for); `undefined`: nobody's. An item
+   * whose key has nothing else queued or in a flush here goes in a second lane, flushed beside the
+   * main one, so a quiet company's lone settle does not wait behind a busy one's batches (and one
+   * behind them). At most two lanes: when every key is quiet, the second batches like the first.
+   * Only for calls whose order across keys' items does not matter: a key's second item may go in the
+   * main lane while its first is still queued in the other. Default: one lane.
+   */
+  keyOf?: (item: I) => string | undefined
 }
 
 /**
@@ -32,6 +41,30 @@ export interface BatcherOptions<I> {
  * ```
  */
 export function batcher<I, O>(flush: (items: I[]) => Promise<Array<O | Error>>, options: BatcherOptions<I>): (item: I) => Promise<O> {
+  const main = lane(flush, options)
+  const { keyOf } = options
+  if (!keyOf) return main
+  const aside = lane(flush, options)
+  // Items queued or in a flush, by key.
+  const held = new Map<string, number>()
+  return (item) => {
+    const key = keyOf(item)
+    if (key === undefined) return main(item)
+    const count = held.get(key) ?? 0
+    held.set(key, count + 1)
+    const result = (count === 0 ? aside : main)(item)
+    const done = () => {
+      const left = held.get(key)! - 1
+      if (left > 0) held.set(key, left)
+      else held.delete(key)
+    }
+    result.then(done, done)
+    return result
+  }
+}
+
+/** One lane: a queue of items flushed in batches, `concurrency` flushes at once. */
+function lane<I, O>(flush: (items: I[]) => Promise<Array<O | Error>>, options: BatcherOptions<I>): (item: I) => Promise<O> {
   const queued: Array<{ item: I; resolve: (value: O) => void; reject: (error: unknown) => void }> = []
   const concurrency = options.concurrency ?? 1
   let running = 0
