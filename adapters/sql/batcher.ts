@@ -21,10 +21,10 @@ export interface BatcherOptions<I> {
   /**
    * Whose an item is (say, the company of the delivery a settle is for); `undefined`: nobody's. An item
    * whose key has nothing else queued or in a flush here goes in a second lane, flushed beside the
-   * main one, so a quiet company's lone settle does not wait behind a busy one's batches (and one
-   * behind them). At most two lanes: when every key is quiet, the second batches like the first.
-   * Only for calls whose order across keys' items does not matter: a key's second item may go in the
-   * main lane while its first is still queued in the other. Default: one lane.
+   * main one, so a quiet company's lone settle waits neither for a busy one's batch in flight nor in
+   * the next. Two lanes, never more: when every key is quiet, the second batches as the first would.
+   * Only for calls whose order does not matter within a key: a key's second item may go in the main
+   * lane while its first is still queued in the other. Default: one lane.
    */
   keyOf?: (item: I) => string | undefined
 }
