@@ -57,9 +57,11 @@ async function leased(store: Store, company: string, count: number): Promise<Cla
   return claimed
 }
 
+const policy = { failureThreshold: 5, cooldownMs: 1_000, maxCooldownMs: 10_000, disableAfterFailures: 0, disableAfterMs: 0 }
+
 const success = (now: number) => ({ now, state: 'succeeded' as const, response: 'ok', attempt: { at: new Date(now).toISOString(), status: 200, durationMs: 1 } })
 
-describe.skipIf(!available)('PostgreSQL settles by company', () => {
+describe.skipIf(!available)('PostgreSQL settles at once', () => {
   it('sends a quiet company’s settle while a busy company’s batch is under way', async () => {
     const schema = schemaName()
     const held = new Set<string>()
@@ -89,6 +91,52 @@ describe.skipIf(!available)('PostgreSQL settles by company', () => {
       // Every settle landed: nothing is open.
       expect(await store.openCount()).toBe(0)
     } finally {
+      await store.close()
+      await dropSchema(pool, schema)
+    }
+  })
+
+  it('a settle that asks for its next delivery never waits for a queue row it did not lock in order', async () => {
+    // Two settle statements can now run at once. One that holds the queue row of webhook W2 and then,
+    // for its `next`, merged a host transaction's wake-up into W1's queue row, waited for W1 while
+    // another holding W1 waited for W2: a deadlock. The claim inside a settle leaves wake-ups alone.
+    const schema = schemaName()
+    const store = postgresStore(pool, { schema })
+    await store.migrate()
+    const other = await pool.connect()
+    try {
+      const records = [webhookRecord(BUSY), webhookRecord(BUSY)].sort((a, b) => (a.webhook._id < b.webhook._id ? -1 : 1))
+      for (const record of records) await store.insertWebhook(record)
+      const [w1, w2] = records.map((r) => r.webhook._id)
+      const now = Date.now()
+      // W1 gets a queue row; W2 a delivery leased at emit.
+      await store.enqueue({ eventId: objectId(), event: taskEvent(BUSY), deliveries: [{ id: objectId(), webhookId: w1! }], now })
+      const [leasedW2] = (
+        await store.enqueue({ eventId: objectId(), event: taskEvent(BUSY), deliveries: [{ id: objectId(), webhookId: w2! }], now, claim: { owner: 'test', leaseMs: 60_000, limit: 1, ordered: false } })
+      ).claimed!
+      // A wake-up for W1, as a host transaction's emit leaves, and W1's queue row held elsewhere (as by
+      // another settle in its webhook-id order).
+      await pool.query(`INSERT INTO "${schema}".cotwebhook_wakeups (webhook_id, company, n, at, first_seq) VALUES ($1, $2, 0, $3, 0)`, [w1, BUSY, now])
+      await other.query('BEGIN')
+      await other.query(`SELECT 1 FROM "${schema}".cotwebhook_queues WHERE webhook_id = $1 FOR UPDATE`, [w1])
+      const settled = store.settle(leasedW2!.lease, {
+        now, state: 'pending', response: 'boom', nextAttemptAt: now + 100_000, attempt: { at: new Date(now).toISOString(), status: 500, durationMs: 1 },
+        endpoint: { outcome: 'failure', exhausted: false, policy }, next: { owner: 'test', leaseMs: 60_000, ordered: false },
+      })
+      // Answered while W1 is still held: it never waited for it (waiting, it would hang here).
+      let answered = false
+      void settled.then(() => (answered = true), () => (answered = true))
+      await until(() => answered, 10_000, 'the settle to be answered while W1 is held')
+      await expect(settled).resolves.toBeDefined()
+      await other.query(`SELECT 1 FROM "${schema}".cotwebhook_queues WHERE webhook_id = $1 FOR UPDATE`, [w2])
+      await other.query('COMMIT')
+      // The wake-up was left for a plain claim, which merges it.
+      expect((await pool.query(`SELECT count(*)::int AS n FROM "${schema}".cotwebhook_wakeups`)).rows[0].n).toBe(1)
+      await store.claim({ now: Date.now(), limit: 4, leaseMs: 60_000, owner: 'test', ordered: false })
+      expect((await pool.query(`SELECT count(*)::int AS n FROM "${schema}".cotwebhook_wakeups`)).rows[0].n).toBe(0)
+    } finally {
+      await other.query('ROLLBACK').catch(() => {})
+      other.release()
       await store.close()
       await dropSchema(pool, schema)
     }

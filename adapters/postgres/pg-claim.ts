@@ -48,8 +48,10 @@ export function claimFunction(t: Tables, f: FunctionNames): string {
       -- recorded as sent either, and are claimed again (at-least-once, as after any crash). Emits and
       -- settles keep waiting for theirs.
       IF NOT p_durable THEN PERFORM set_config('synchronous_commit', 'off', true); END IF;
-      -- Wake-ups from host transactions (and earlier releases) join their queues.
-      IF EXISTS (SELECT 1 FROM ${t.wakeups}) THEN
+      -- Wake-ups from host transactions (and earlier releases) join their queues. Not in a claim a settle
+      -- makes (p_durable): the settle already holds queue rows, and these upserts wait for theirs in
+      -- another order, so two settles at once could deadlock. The next plain claim merges them.
+      IF NOT p_durable AND EXISTS (SELECT 1 FROM ${t.wakeups}) THEN
         WITH w AS (DELETE FROM ${t.wakeups} RETURNING webhook_id, company, n, at, first_seq)
         INSERT INTO ${t.queues} AS qq (webhook_id, company, version, open, hint, hint_seq)
         SELECT webhook_id, min(company), 1, sum(n), min(at), min(first_seq) FROM w GROUP BY webhook_id ORDER BY webhook_id

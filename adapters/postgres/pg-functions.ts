@@ -24,9 +24,10 @@ import { functionNames, notifyDeliveries } from './pg-sql.js'
 /**
  * The version of the functions below, kept beside the schema's: a change to them alone (no table
  * changed) is brought to a database by `migrate()` without a schema version the other stores would
- * have to migrate to. 2: an enqueue of several emits leases each within its own limit.
+ * have to migrate to. 2: an enqueue of several emits leases each within its own limit. 3: a claim made
+ * inside a settle leaves wake-ups to plain claims (lock order).
  */
-export const FUNCTIONS_VERSION = 2
+export const FUNCTIONS_VERSION = 3
 
 /** The DDL creating (or replacing) the functions and the trigger, one statement per entry. */
 export function functionStatements(t: Tables, channel: string): string[] {

@@ -8,7 +8,7 @@
 export interface BatcherOptions<I> {
   /** Most items in one flush. */
   maxBatch: number
-  /** Flushes under way at once. Default 1. */
+  /** Flushes under way at once, per lane (with `keyOf`, two lanes). Default 1. */
   concurrency?: number
   /** Whether an item may join a batch holding these (say, not two with one idempotency key). Default: always. */
   fits?: (item: I, batch: I[]) => boolean
