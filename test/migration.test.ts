@@ -149,6 +149,28 @@ describe.skipIf(!pgUp)('migrate() beside running instances (PostgreSQL)', () => 
     await dropSchema(pool, schema)
   })
 
+  it('brings the settle of functions version 3 to version 4, leaving one settle that old and new engines both call', async () => {
+    const schema = schemaName()
+    const store = postgresStore(pool, { schema })
+    await store.migrate()
+    const meta = `"${schema}".${PREFIX}meta`
+    const settle = `"${schema}".${PREFIX}settle`
+    // As version 3 left it: a settle taking only the items (its body does not matter here).
+    await pool.query(`DROP FUNCTION ${settle}(jsonb, text)`)
+    await pool.query(`CREATE FUNCTION ${settle}(p_items jsonb) RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb,
+      next_probe boolean, next_rate double precision, next_burst bigint) LANGUAGE sql AS $$ SELECT NULL::int, NULL::boolean, NULL::jsonb, NULL::jsonb,
+      NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint WHERE false $$`)
+    await pool.query(`UPDATE ${meta} SET value = '3' WHERE key = 'functions_version'`)
+    await postgresStore(pool, { schema }).migrate()
+    const overloads = await pool.query(`SELECT pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = $1 AND p.proname = $2`, [schema, `${PREFIX}settle`])
+    expect(overloads.rows.map((r) => r.args)).toEqual(['p_items jsonb, p_after text'])
+    // An engine of the release before calls it with the items alone: one function answers (two would be ambiguous).
+    await expect(pool.query(`SELECT * FROM ${settle}('[]'::jsonb)`)).resolves.toMatchObject({ rowCount: 0 })
+    await store.close()
+    await dropSchema(pool, schema)
+  })
+
   it('stands aside while a host transaction holds the deliveries table, so emits go on, and replaces the functions once it ends', async () => {
     const schema = schemaName()
     await postgresStore(pool, { schema }).migrate()

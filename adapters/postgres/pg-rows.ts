@@ -92,3 +92,9 @@ export function settleResults(entries: readonly SettleItem[], rows: readonly Rec
   }
   return entries.map(({ lease }, i) => results.get(i) ?? new LeaseLostError(lease.deliveryId))
 }
+
+/** The company the settle served last by turns or by passing a queue straight on, if any (the last row that says). */
+export function lastTurn(rows: readonly Record<string, any>[]): string | undefined {
+  for (let i = rows.length - 1; i >= 0; i--) if (rows[i]!.turn) return rows[i]!.turn as string
+  return undefined
+}

@@ -7,8 +7,9 @@ import { statsSql } from '../sql/stats-sql.js'
 import { functionNames } from './pg-sql.js'
 import { listen } from './listen.js'
 import { isCurrent, migrateSchema } from './pg-migrate.js'
-import { companyOfLease, deliverySelect, leasedAtEmit, settleItems, settleResults, toClaimed, type SettleItem } from './pg-rows.js'
+import { companyOfLease, deliverySelect, lastTurn, leasedAtEmit, settleItems, settleResults, toClaimed, type SettleItem } from './pg-rows.js'
 import type { PgPool, PgQueryable } from './pg-types.js'
+import { inTransaction } from './pg-transaction.js'
 
 /** Options of {@link postgresStore}. */
 export interface PostgresStoreOptions {
@@ -128,38 +129,18 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   )
 
   const settleMany = batcher<SettleItem, SettleResult>(
-    async (entries) => settleResults(entries, (await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb)`, [JSON.stringify(settleItems(entries))])).rows),
+    async (entries) => {
+      // Claims made in the settle go on with this store's company turns; they, and queues passed straight
+      // on, move the turn along.
+      const { rows } = await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb, $2)`, [JSON.stringify(settleItems(entries)), turnAfter])
+      turnAfter = lastTurn(rows) ?? turnAfter
+      return settleResults(entries, rows)
+    },
     // A company's lone settle flushes beside a busy company's batches: an ordered webhook's next waits on it.
     { maxBatch: options.maxSettleBatch ?? 256, defer: setImmediate, keyOf: (item) => companyOfLease(item.lease) },
   )
 
-  const transaction = async <T>(work: (client: PgQueryable) => Promise<T>, tx?: unknown): Promise<T> => {
-    if (tx !== undefined) {
-      // Inside the host's transaction: a savepoint, so a failure here leaves the host's work usable.
-      const client = asClient(tx)
-      await client.query('SAVEPOINT cotwebhook')
-      try {
-        const result = await work(client)
-        await client.query('RELEASE SAVEPOINT cotwebhook')
-        return result
-      } catch (error) {
-        await client.query('ROLLBACK TO SAVEPOINT cotwebhook').catch(() => {})
-        throw error
-      }
-    }
-    const client = await pool.connect()
-    try {
-      await client.query('BEGIN')
-      const result = await work(client)
-      await client.query('COMMIT')
-      return result
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {})
-      throw error
-    } finally {
-      client.release()
-    }
-  }
+  const transaction = <T>(work: (client: PgQueryable) => Promise<T>, tx?: unknown) => inTransaction(pool, work, tx)
 
   // A webhook write and its notification, in one statement.
   const writeWebhook = async (text: string, values: unknown[], company: string, id: string) => {
@@ -258,8 +239,7 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       const { rows } = await call('claim', `SELECT delivery, event, probe, rate_per_second, rate_burst, turn FROM ${fn.claim}($1, $2, $3, $4, $5, false, $6)`, [
         now, limit, leaseMs, `${owner}:${crypto.randomUUID()}`, ordered, turnAfter,
       ])
-      // Company turns: the next claim starts after the last company this one served in turn.
-      if (rows[0]?.turn) turnAfter = rows[0].turn
+      turnAfter = lastTurn(rows) ?? turnAfter // the next claim starts after the last company served in turn
       return rows.map((row) => toClaimed(row.delivery, row.event, row.probe, row.rate_per_second, row.rate_burst))
     },
 
@@ -386,13 +366,4 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
       return unlisten
     },
   }
-}
-
-// ---- internals
-
-function asClient(tx: unknown): PgQueryable {
-  if (!tx || typeof (tx as PgQueryable).query !== 'function') {
-    throw new TypeError('postgresStore: emit(…, { tx }) takes the pg client on which your BEGIN is open')
-  }
-  return tx as PgQueryable
 }

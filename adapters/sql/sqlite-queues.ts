@@ -268,19 +268,24 @@ export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
       if (!row) throw new LeaseLostError(lease.deliveryId)
       // Only inside a transaction: without one, a delivery leased here could be lost with its queue's write.
       const next = x.transactional ? s.next : undefined
-      // Ordered, the queue passes straight on unless another company has due work: then this company
-      // has had its turn, and the next delivery is claimed by turns.
+      // Ordered, the queue passes straight on unless another company has due work: then the next
+      // delivery is claimed by turns.
       const byTurns = next?.ordered && final && (await othersDue(row.company, s.now))
       const result = await update(row.webhook_id, row.company, async (state) => {
         const answer = applyQueueSettle(state, lease.token, s, row.next_attempt_at ?? s.now)
         if (next?.ordered && final && state.ordered && !byTurns) {
           const { claimed: [taken] } = await takeFrom(state, { now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: true }, 1, `${next.owner}:${crypto.randomUUID()}`)
-          if (taken) answer.next = taken
+          if (taken) {
+            answer.next = taken
+            turnAfter = row.company // passed straight on, it served its company: turns go on after it
+          }
         } else if (state.ordered && final) await fixHint(state, s.now, true)
         return answer
       })
       if (next && (byTurns || (!next.ordered && !held))) {
-        const [taken] = await claim({ now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: next.ordered }, row.company)
+        // Turns go on from this store's last, which may come round to the settling company again (every
+        // other company was served since its turn); from the settling company before any claim served one.
+        const [taken] = await claim({ now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: next.ordered }, turnAfter || row.company)
         if (taken) result.next = taken
       }
       return result
