@@ -205,11 +205,11 @@ export interface Settlement {
    * queue passes straight on); without, when this settle ends the lease (final, or handed back), any
    * due delivery a claim would pick. A store may answer none; the engine then claims as usual. It
    * saves a claim round trip per delivery under load. Company turns hold here too: while another
-   * company has due work, `next` is what the store's next claim would pick by turns (ordered: a queue
-   * head by turns, not this webhook's next by right). Whether the settling company counts as just
-   * served is the store's rule: the memory store counts it, so another company goes next; the SQL
-   * stores go on from the last company they served (by a claim, or by passing a queue straight on), so
-   * a quiet company's settle gets its own next once every other company was served since its turn.
+   * company has due work, `next` is what a claim by turns would pick (ordered: a queue head by turns,
+   * not this webhook's next by right). Whether the settling company counts as just served is the
+   * store's rule: the memory store counts it, so another company goes next; the SQL stores that answer
+   * `next` go on with the rotation of their claims (moved along by claims and by queues passed straight
+   * on), so a quiet company's settle gets its own next when the rotation comes round to it.
    */
   next?: { owner: string; leaseMs: number; ordered: boolean }
 }

@@ -84,10 +84,10 @@ describe.skipIf(!pgUp)('claims on a big backlog (PostgreSQL)', () => {
     try {
       const { rows } = await pool.query<{ proname: string; proconfig: string[] | null }>(
         `SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname = $1 AND p.proname IN ('cotwebhook_enqueue', 'cotwebhook_enqueue_in_tx', 'cotwebhook_claim', 'cotwebhook_settle') ORDER BY p.proname`,
+         WHERE n.nspname = $1 AND p.proname IN ('cotwebhook_enqueue', 'cotwebhook_enqueue_in_tx', 'cotwebhook_claim', 'cotwebhook_settle', 'cotwebhook_settle_turns') ORDER BY p.proname`,
         [schema],
       )
-      expect(rows.map((r) => r.proname)).toEqual(['cotwebhook_claim', 'cotwebhook_enqueue', 'cotwebhook_enqueue_in_tx', 'cotwebhook_settle'])
+      expect(rows.map((r) => r.proname)).toEqual(['cotwebhook_claim', 'cotwebhook_enqueue', 'cotwebhook_enqueue_in_tx', 'cotwebhook_settle', 'cotwebhook_settle_turns'])
       for (const row of rows) expect(row.proconfig, row.proname).toContain('jit=off')
     } finally {
       await store.close()

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { objectId, type Store } from 'cotwebhook'
-import { webhookRecord } from 'cotwebhook/testing'
+import { taskEvent as fixtureEvent, webhookRecord } from 'cotwebhook/testing'
 import { postgresStore } from 'cotwebhook/postgres'
 import { sqliteStore } from 'cotwebhook/sqlite'
 import { v1Statements, v1Writes, type V1Delivery, type V1Rows } from './fixtures/schema-v1.js'
@@ -149,26 +149,39 @@ describe.skipIf(!pgUp)('migrate() beside running instances (PostgreSQL)', () => 
     await dropSchema(pool, schema)
   })
 
-  it('brings the settle of functions version 3 to version 4, leaving one settle that old and new engines both call', async () => {
+  it('keeps the settle of functions version 3 answering engines of that release, and settles through it until migrated', async () => {
     const schema = schemaName()
-    const store = postgresStore(pool, { schema })
-    await store.migrate()
+    await postgresStore(pool, { schema }).migrate()
     const meta = `"${schema}".${PREFIX}meta`
     const settle = `"${schema}".${PREFIX}settle`
-    // As version 3 left it: a settle taking only the items (its body does not matter here).
-    await pool.query(`DROP FUNCTION ${settle}(jsonb, text)`)
-    await pool.query(`CREATE FUNCTION ${settle}(p_items jsonb) RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb,
-      next_probe boolean, next_rate double precision, next_burst bigint) LANGUAGE sql AS $$ SELECT NULL::int, NULL::boolean, NULL::jsonb, NULL::jsonb,
-      NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint WHERE false $$`)
-    await pool.query(`UPDATE ${meta} SET value = '3' WHERE key = 'functions_version'`)
-    await postgresStore(pool, { schema }).migrate()
-    const overloads = await pool.query(`SELECT pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE n.nspname = $1 AND p.proname = $2`, [schema, `${PREFIX}settle`])
-    expect(overloads.rows.map((r) => r.args)).toEqual(['p_items jsonb, p_after text'])
-    // An engine of the release before calls it with the items alone: one function answers (two would be ambiguous).
-    await expect(pool.query(`SELECT * FROM ${settle}('[]'::jsonb)`)).resolves.toMatchObject({ rowCount: 0 })
-    await store.close()
-    await dropSchema(pool, schema)
+    // An engine of the release before: its settle, a named statement prepared on its connection.
+    const old = await pool.connect()
+    try {
+      const oldSettle = () => old.query({ name: 'old_release_settle', text: `SELECT * FROM ${settle}($1::jsonb)`, values: ['[]'] })
+      await expect(oldSettle()).resolves.toMatchObject({ rowCount: 0 })
+      // The database as that release left it (no settle_turns), then brought to this one beside it.
+      await pool.query(`DROP FUNCTION "${schema}".${PREFIX}settle_turns(jsonb, text)`)
+      await pool.query(`UPDATE ${meta} SET value = '3' WHERE key = 'functions_version'`)
+      // A store of this release that nobody migrated yet settles through the old function.
+      const early = postgresStore(pool, { schema })
+      const record = webhookRecord(COMPANY)
+      await early.insertWebhook(record)
+      const now = Date.now()
+      await early.enqueue({ eventId: objectId(), event: fixtureEvent(COMPANY), deliveries: [{ id: objectId(), webhookId: record.webhook._id }], now })
+      const [claimed] = await early.claim({ now, limit: 1, leaseMs: 60_000, owner: 'early', ordered: true })
+      await expect(early.settle(claimed!.lease, { now, state: 'succeeded', response: 'ok' })).resolves.toBeDefined()
+      expect(await early.openCount()).toBe(0)
+      await postgresStore(pool, { schema }).migrate()
+      // The old engine's prepared statement still answers: the function it calls kept its columns.
+      await expect(oldSettle()).resolves.toMatchObject({ rowCount: 0 })
+      const overloads = await pool.query(`SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p
+        JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname LIKE $2 ORDER BY p.proname`, [schema, `${PREFIX}settle%`])
+      expect(overloads.rows.map((r) => `${r.proname}(${r.args})`)).toEqual([`${PREFIX}settle(p_items jsonb)`, `${PREFIX}settle_turns(p_items jsonb, p_after text)`])
+      await early.close()
+    } finally {
+      old.release()
+      await dropSchema(pool, schema)
+    }
   })
 
   it('stands aside while a host transaction holds the deliveries table, so emits go on, and replaces the functions once it ends', async () => {

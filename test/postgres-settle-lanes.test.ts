@@ -29,7 +29,7 @@ function gatedPool(held: Set<string>) {
   const sent: string[][] = []
   const parked: Array<{ ids: string[]; go: () => void }> = []
   const query = async (config: string | { name: string; text: string; values?: unknown[] }, values?: unknown[]) => {
-    if (typeof config === 'object' && config.name.endsWith('_settle')) {
+    if (typeof config === 'object' && /_settle(_turns)?$/.test(config.name)) {
       const ids = (JSON.parse(String(config.values![0])) as Array<{ id: string }>).map((item) => item.id)
       sent.push(ids)
       if (ids.some((id) => held.has(id))) await new Promise<void>((go) => parked.push({ ids, go }))

@@ -8,9 +8,9 @@ import { PG_URL, dropSchema, postgresAvailable, schemaName } from './helpers/pos
 
 /**
  * Company turns in the claims a settle makes for its `next`, on the stores that keep turns as a place
- * in the order of companies (SQLite, D1, PostgreSQL): they go on from the store's last turn, so a quiet
- * company's settle hands on its own webhook's next once the busy company has been served since. Told by
- * which delivery each answer carries, on a clock the test sets.
+ * in the order of companies and answer `next` (SQLite and PostgreSQL; D1 answers none): they go on from
+ * the store's last turn, so a quiet company's settle hands on its own webhook's next once the rotation
+ * has come round to it. Told by which delivery each answer carries, on a clock the test sets.
  */
 
 const pgUp = await postgresAvailable('settle turns')
@@ -83,6 +83,37 @@ for (const { name, up, open } of stores) {
         const [secondBusy] = await claim(16)
         expect(secondBusy?.delivery.id).toBe(b2)
         for (const [i, held] of [quietSettled!.next!, secondBusy!].entries()) expect((await store.settle(held.lease, success(17 + i)))?.next).toBeUndefined()
+        expect(await store.openCount()).toBe(0)
+      } finally {
+        await close()
+      }
+    })
+
+    it('hands a company its own next once the rotation comes round to it (unordered)', async () => {
+      const { store, close } = await open()
+      try {
+        const hook = async (company: string) => {
+          const record = webhookRecord(company)
+          await store.insertWebhook(record)
+          return record.webhook._id
+        }
+        const enqueue = async (webhookId: string, company: string, now: number) =>
+          (await store.enqueue({ eventId: objectId(), event: taskEvent(company), deliveries: [{ id: objectId(), webhookId }], now })).deliveries[0]!.id
+        const claim = (now: number) => store.claim({ now, limit: 1, leaseMs: 1_000, owner: 'me', ordered: false })
+        const any = { owner: 'me', leaseMs: 1_000, ordered: false }
+        const quiet = await hook(QUIET)
+        const [q1, q2] = [await enqueue(quiet, QUIET, 1), await enqueue(quiet, QUIET, 2)]
+        const [firstQuiet] = await claim(10)
+        expect(firstQuiet?.delivery.id).toBe(q1)
+        const [b1, b2] = [await enqueue(await hook(BUSY), BUSY, 11), await enqueue(await hook(BUSY), BUSY, 12)]
+        const [firstBusy] = await claim(13)
+        expect(firstBusy?.delivery.id).toBe(b1)
+        // Started after the settling company, this claim would serve the busy one (b2).
+        const quietSettled = await store.settle(firstQuiet!.lease, { now: 14, state: 'succeeded', response: 'ok', next: any })
+        expect(quietSettled?.next?.delivery.id).toBe(q2)
+        const busySettled = await store.settle(firstBusy!.lease, { now: 15, state: 'succeeded', response: 'ok', next: any })
+        expect(busySettled?.next?.delivery.id).toBe(b2)
+        for (const held of [quietSettled!.next!, busySettled!.next!]) await store.settle(held.lease, { now: 16, state: 'succeeded', response: 'ok' })
         expect(await store.openCount()).toBe(0)
       } finally {
         await close()

@@ -25,10 +25,14 @@ import { functionNames, notifyDeliveries } from './pg-sql.js'
  * The version of the functions below, kept beside the schema's: a change to them alone (no table
  * changed) is brought to a database by `migrate()` without a schema version the other stores would
  * have to migrate to. 2: an enqueue of several emits leases each within its own limit. 3: a claim made
- * inside a settle leaves wake-ups to plain claims (lock order). 4: the settle takes the engine's company
- * turn (`p_after`) and answers where its claims left it.
+ * inside a settle leaves wake-ups to plain claims (lock order). 4: `settle_turns`, a settle whose claims
+ * go on from the engine's company turn (`p_after`) and answer where they left it; `settle` stays as it
+ * was for engines of earlier releases.
  */
 export const FUNCTIONS_VERSION = 4
+
+/** The functions version from which a database has `settle_turns` (see {@link settleFunction}). */
+export const SETTLE_TURNS_SINCE = 4
 
 /** The DDL creating (or replacing) the functions and the trigger, one statement per entry. */
 export function functionStatements(t: Tables, channel: string): string[] {
@@ -202,8 +206,7 @@ export function functionStatements(t: Tables, channel: string): string[] {
     `CREATE TRIGGER ${t.index}wake_earlier AFTER INSERT ON ${t.deliveries} REFERENCING NEW TABLE AS made_rows FOR EACH STATEMENT EXECUTE FUNCTION ${f.wake}()`,
 
     claimFunction(t, f),
-    // Version 3 took no company turn and answered none (a new column needs the function dropped).
-    `DROP FUNCTION IF EXISTS ${f.settle}(jsonb)`,
-    settleFunction(t, f, channel),
+    settleFunction(t, f, channel, false),
+    settleFunction(t, f, channel, true),
   ]
 }

@@ -5,21 +5,33 @@ import { deliveryJson, gate, notifyDeliveries, refilled, type FunctionNames } fr
  * The settle function: many deliveries' attempts (and releases) in one call. The deliveries are written in
  * one statement; then each queue once, with every item of the batch that belongs to it.
  *
+ * With `turns` (`settle_turns`, functions version 4 on): the claims it makes for `next` go on from the
+ * engine's company turn (`p_after`), and it answers where it left the turn. Without (`settle`, as
+ * functions version 3 made it): they start after the settling company. The second stays, with the
+ * same result columns, for engines of earlier releases during a rolling deploy: a named statement they
+ * prepared fails once the function it calls answers other columns.
+ *
  * @example
  * ```ts
- * await client.query(settleFunction(tables('cotwebhook_'), functionNames(tables('cotwebhook_')), 'cotwebhook'))
+ * await client.query(settleFunction(tables('cotwebhook_'), functionNames(tables('cotwebhook_')), 'cotwebhook', true))
  * ```
  */
-export function settleFunction(t: Tables, f: FunctionNames, channel: string): string {
+export function settleFunction(t: Tables, f: FunctionNames, channel: string, turns: boolean): string {
   const notify = notifyDeliveries(channel)
+  // The parts that differ: where a settle's claims start their turns, and the `turn` column.
+  const after = turns ? 'COALESCE(p_after, r.co)' : 'r.co'
+  const noTurn = turns ? ', NULL::text' : ''
+  // A queue passed straight on serves its company: the engine's turns go on after it.
+  const passedTurn = turns ? ', CASE WHEN nd IS NULL THEN NULL ELSE r.co END' : ''
+  const claimTurn = turns ? ', c.turn' : ''
   // The queue row variable `q` written back, whole (the settle holds the queue's lock meanwhile).
   const writeQueue = `UPDATE ${t.queues} qq SET version = qq.version + 1, open = q.open, hint = q.hint, hint_seq = q.hint_seq,
     out = q.out, out_until = q.out_until, consecutive_failures = q.consecutive_failures, failing_since = q.failing_since,
     last_success_at = q.last_success_at, last_failure_at = q.last_failure_at, failed_attempts = q.failed_attempts,
     open_until = q.open_until, cooldown_ms = q.cooldown_ms, probe_token = q.probe_token, probe_until = q.probe_until,
     tokens = q.tokens, tokens_at = q.tokens_at WHERE qq.webhook_id = q.webhook_id;`
-  return `CREATE OR REPLACE FUNCTION ${f.settle}(p_items jsonb, p_after text DEFAULT NULL)
-    RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb, next_probe boolean, next_rate double precision, next_burst bigint, turn text)
+  return `CREATE OR REPLACE FUNCTION ${turns ? `${f.settleTurns}(p_items jsonb, p_after text)` : `${f.settle}(p_items jsonb)`}
+    RETURNS TABLE (i int, ok boolean, change jsonb, next_delivery jsonb, next_event jsonb, next_probe boolean, next_rate double precision, next_burst bigint${turns ? ', turn text' : ''})
     LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off SET plan_cache_mode = force_generic_plan AS $fn$
     #variable_conflict use_column
     DECLARE
@@ -76,13 +88,13 @@ export function settleFunction(t: Tables, f: FunctionNames, channel: string): st
         ORDER BY written.wid NULLS LAST, input.i
       LOOP
         IF NOT r.ok THEN
-          RETURN QUERY SELECT r.i, false, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint, NULL::text;
+          RETURN QUERY SELECT r.i, false, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint${noTurn};
           CONTINUE;
         END IF;
         -- Unordered: a settle that ends its lease asks for any due delivery (claimed below, for all at once).
         IF r.nxt IS NOT NULL AND NOT COALESCE((r.nxt->>'ordered')::boolean, true) AND NOT r.held THEN
           wanting := wanting || r.i;
-          want_owner := r.nxt->>'owner'; want_lease := (r.nxt->>'leaseMs')::bigint; want_now := r.now; want_after := COALESCE(p_after, r.co);
+          want_owner := r.nxt->>'owner'; want_lease := (r.nxt->>'leaseMs')::bigint; want_now := r.now; want_after := ${after};
         END IF;
         -- The common case takes no queue row: an unordered delivery ending well (or plainly), neither a
         -- probe nor of a webhook whose circuit is open. Its queue learns of successes below, in one go.
@@ -93,7 +105,7 @@ export function settleFunction(t: Tables, f: FunctionNames, channel: string): st
             succeeded_at := GREATEST(succeeded_at, r.now);
           END IF;
           RETURN QUERY SELECT r.i, true, CASE WHEN r.outcome IS NULL THEN NULL::jsonb ELSE '{"consecutiveFailures":0}'::jsonb END,
-            NULL::jsonb, NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint, NULL::text;
+            NULL::jsonb, NULL::jsonb, NULL::boolean, NULL::double precision, NULL::bigint${noTurn};
           CONTINUE;
         END IF;
         IF current_queue IS DISTINCT FROM r.wid THEN
@@ -152,11 +164,11 @@ export function settleFunction(t: Tables, f: FunctionNames, channel: string): st
             IF q.out > (CASE WHEN head.lease_until IS NULL THEN 0 ELSE 1 END) AND q.out_until >= now THEN avail := GREATEST(avail, q.out_until + 1); END IF;
             IF COALESCE((r.nxt->>'ordered')::boolean, false) AND (EXISTS (SELECT 1 FROM ${t.queues} x WHERE x.company > r.co AND x.hint <= now)
                 OR EXISTS (SELECT 1 FROM ${t.queues} x WHERE x.company < r.co AND x.hint <= now)) THEN
-              -- Another company has due work: the next goes by turns, which may come round to this
-              -- webhook again when every other company was served since its last turn.
+              -- Another company has due work: the next goes by turns (with turns, this webhook's next
+              -- once the rotation comes round to its company again).
               q.hint := avail; q.hint_seq := head.seq;
               wanting_ordered := wanting_ordered || r.i;
-              want_owner := r.nxt->>'owner'; want_lease := (r.nxt->>'leaseMs')::bigint; want_now := r.now; want_after := COALESCE(p_after, r.co);
+              want_owner := r.nxt->>'owner'; want_lease := (r.nxt->>'leaseMs')::bigint; want_now := r.now; want_after := ${after};
             ELSIF COALESCE((r.nxt->>'ordered')::boolean, false) AND avail <= now AND q.open_until IS NULL THEN
               -- The queue passes straight to its next delivery, leased to the settling engine.
               IF q.rate_per_second IS NOT NULL THEN q.tokens := ${refilled('q', 'now')} - 1; q.tokens_at := now; END IF;
@@ -195,9 +207,7 @@ export function settleFunction(t: Tables, f: FunctionNames, channel: string): st
             'opened', CASE WHEN opened THEN q.open_until END, 'closed', CASE WHEN closed THEN true END,
             'openUntil', CASE WHEN q.open_until > now THEN q.open_until END, 'disable', disable,
             'consecutiveFailures', q.consecutive_failures, 'failingSince', q.failing_since)) END, nd, ne,
-          CASE WHEN nd IS NULL THEN NULL ELSE false END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_per_second END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_burst END,
-          -- A queue passed straight on serves its company: the engine's turns go on after it.
-          CASE WHEN nd IS NULL THEN NULL ELSE r.co END;
+          CASE WHEN nd IS NULL THEN NULL ELSE false END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_per_second END, CASE WHEN nd IS NULL THEN NULL ELSE q.rate_burst END${passedTurn};
       END LOOP;
       IF current_queue IS NOT NULL THEN
         ${writeQueue}
@@ -213,17 +223,19 @@ export function settleFunction(t: Tables, f: FunctionNames, channel: string): st
           ORDER BY qr.webhook_id FOR UPDATE SKIP LOCKED);
       END IF;
       IF cardinality(wanting) > 0 THEN
-        -- One claim for every settle that asked: each gets one, in order, while there are any. Turns
-        -- go on from the settling engine's last (p_after), or start after the settling company for an
-        -- engine that has served none: a lone settle of a quiet company would otherwise always hand
-        -- its webhook's next to the busy one, and that next would wait for the busy one's next batch.
+        -- One claim for every settle that asked: each gets one, in order, while there are any. With
+        -- turns they go on from the settling engine's last (p_after; after the settling company for an
+        -- engine that has served none): starting after the settling company, a quiet company's lone
+        -- settle always handed its webhook's next to the busy one, and it waited for the busy one's
+        -- next batch.
         FOR c IN SELECT row_number() OVER () AS k, cl.* FROM ${f.claim}(want_now, cardinality(wanting), want_lease, want_owner || ':' || md5(random()::text), false, true, want_after) cl LOOP
-          RETURN QUERY SELECT wanting[c.k], true, NULL::jsonb, c.delivery, c.event, c.probe, c.rate_per_second, c.rate_burst, c.turn;
+          RETURN QUERY SELECT wanting[c.k], true, NULL::jsonb, c.delivery, c.event, c.probe, c.rate_per_second, c.rate_burst${claimTurn};
+          ${turns ? 'want_after := COALESCE(c.turn, want_after); -- the ordered claim below goes on after it' : ''}
         END LOOP;
       END IF;
       IF cardinality(wanting_ordered) > 0 THEN
         FOR c IN SELECT row_number() OVER () AS k, cl.* FROM ${f.claim}(want_now, cardinality(wanting_ordered), want_lease, want_owner || ':' || md5(random()::text), true, true, want_after) cl LOOP
-          RETURN QUERY SELECT wanting_ordered[c.k], true, NULL::jsonb, c.delivery, c.event, c.probe, c.rate_per_second, c.rate_burst, c.turn;
+          RETURN QUERY SELECT wanting_ordered[c.k], true, NULL::jsonb, c.delivery, c.event, c.probe, c.rate_per_second, c.rate_burst${claimTurn};
         END LOOP;
       END IF;
       IF notify_others THEN ${notify}; END IF;

@@ -15,7 +15,7 @@ import type { Tables } from '../sql/schema.js'
 export function functionNames(t: Tables) {
   const schema = t.queues.split('.')[0]!
   const name = (fn: string) => `${schema}.${t.index}${fn}`
-  return { enqueue: name('enqueue'), enqueueInTx: name('enqueue_in_tx'), claim: name('claim'), settle: name('settle'), wake: name('wake_earlier') }
+  return { enqueue: name('enqueue'), enqueueInTx: name('enqueue_in_tx'), claim: name('claim'), settle: name('settle'), settleTurns: name('settle_turns'), wake: name('wake_earlier') }
 }
 
 /** The functions' names, as {@link functionNames} gives them. */

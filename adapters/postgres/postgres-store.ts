@@ -5,6 +5,7 @@ import { tables, toDelivery, toStoredWebhook, type DeliveryRow, type WebhookRow 
 import { endpointOf, type QueueRecord } from '../sql/queue-row.js'
 import { statsSql } from '../sql/stats-sql.js'
 import { functionNames } from './pg-sql.js'
+import { SETTLE_TURNS_SINCE } from './pg-functions.js'
 import { listen } from './listen.js'
 import { isCurrent, migrateSchema } from './pg-migrate.js'
 import { companyOfLease, deliverySelect, lastTurn, leasedAtEmit, settleItems, settleResults, toClaimed, type SettleItem } from './pg-rows.js'
@@ -76,6 +77,14 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
     }
   }
   const gate = schemaGate('postgresStore', readVersion)
+  // Whether the database has `settle_turns`: one not yet migrated by this release (its tables current,
+  // its functions older) is settled as before, not failed.
+  let byTurns: Promise<boolean> | undefined
+  const settlesByTurns = () =>
+    (byTurns ??= readVersion('functions_version').then((v) => Number(v ?? 0) >= SETTLE_TURNS_SINCE, (error: unknown) => {
+      byTurns = undefined
+      throw error
+    }))
   const ready = () => gate.ready()
   // Named statements: pg prepares each once per connection.
   const call = (name: string, text: string, values: unknown[]) => pool.query({ name: `${prefix}${schema}_${name}`, text, values })
@@ -130,9 +139,11 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
 
   const settleMany = batcher<SettleItem, SettleResult>(
     async (entries) => {
+      const items = JSON.stringify(settleItems(entries))
+      if (!(await settlesByTurns())) return settleResults(entries, (await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb)`, [items])).rows)
       // Claims made in the settle go on with this store's company turns; they, and queues passed straight
       // on, move the turn along.
-      const { rows } = await call('settle', `SELECT * FROM ${fn.settle}($1::jsonb, $2)`, [JSON.stringify(settleItems(entries)), turnAfter])
+      const { rows } = await call('settle_turns', `SELECT * FROM ${fn.settleTurns}($1::jsonb, $2)`, [items, turnAfter])
       turnAfter = lastTurn(rows) ?? turnAfter
       return settleResults(entries, rows)
     },
@@ -156,9 +167,9 @@ export function postgresStore(pool: PgPool, options: PostgresStoreOptions = {}):
   return {
     async migrate() {
       // Nothing to do takes no lock: every instance runs migrate() on start, beside running emits.
-      if (await isCurrent(readVersion)) return gate.passed()
-      await migrateSchema(transaction, t, { schema, prefix, channel })
+      if (!(await isCurrent(readVersion))) await migrateSchema(transaction, t, { schema, prefix, channel })
       gate.passed()
+      byTurns = Promise.resolve(true)
     },
 
     async close() {
