@@ -46,6 +46,19 @@ const stores: Array<{ name: string; up: boolean; open: () => Promise<Opened> }> 
   },
 ]
 
+/** A webhook of `company` made in the store, and one delivery to it enqueued at `now` (its id). */
+function writer(store: Store) {
+  return {
+    hook: async (company: string) => {
+      const record = webhookRecord(company)
+      await store.insertWebhook(record)
+      return record.webhook._id
+    },
+    enqueue: async (webhookId: string, company: string, now: number) =>
+      (await store.enqueue({ eventId: objectId(), event: taskEvent(company), deliveries: [{ id: objectId(), webhookId }], now })).deliveries[0]!.id,
+  }
+}
+
 const next = { owner: 'me', leaseMs: 1_000, ordered: true }
 const success = (now: number) => ({ now, state: 'succeeded' as const, response: 'ok', next })
 
@@ -54,13 +67,7 @@ for (const { name, up, open } of stores) {
     it('hands a company its own next once every other company was served since its turn', async () => {
       const { store, close } = await open()
       try {
-        const hook = async (company: string) => {
-          const record = webhookRecord(company)
-          await store.insertWebhook(record)
-          return record.webhook._id
-        }
-        const enqueue = async (webhookId: string, company: string, now: number) =>
-          (await store.enqueue({ eventId: objectId(), event: taskEvent(company), deliveries: [{ id: objectId(), webhookId }], now })).deliveries[0]!.id
+        const { hook, enqueue } = writer(store)
         const claim = (now: number) => store.claim({ now, limit: 1, leaseMs: 1_000, owner: 'me', ordered: true })
 
         const quiet = await hook(QUIET)
@@ -92,13 +99,7 @@ for (const { name, up, open } of stores) {
     it('hands a company its own next once the rotation comes round to it (unordered)', async () => {
       const { store, close } = await open()
       try {
-        const hook = async (company: string) => {
-          const record = webhookRecord(company)
-          await store.insertWebhook(record)
-          return record.webhook._id
-        }
-        const enqueue = async (webhookId: string, company: string, now: number) =>
-          (await store.enqueue({ eventId: objectId(), event: taskEvent(company), deliveries: [{ id: objectId(), webhookId }], now })).deliveries[0]!.id
+        const { hook, enqueue } = writer(store)
         const claim = (now: number) => store.claim({ now, limit: 1, leaseMs: 1_000, owner: 'me', ordered: false })
         const any = { owner: 'me', leaseMs: 1_000, ordered: false }
         const quiet = await hook(QUIET)
@@ -123,13 +124,7 @@ for (const { name, up, open } of stores) {
     it('counts a queue passed straight on as its company’s turn', async () => {
       const { store, close } = await open()
       try {
-        const hook = async (company: string) => {
-          const record = webhookRecord(company)
-          await store.insertWebhook(record)
-          return record.webhook._id
-        }
-        const enqueue = async (webhookId: string, company: string, now: number) =>
-          (await store.enqueue({ eventId: objectId(), event: taskEvent(company), deliveries: [{ id: objectId(), webhookId }], now })).deliveries[0]!.id
+        const { hook, enqueue } = writer(store)
         const [busy1, quiet, busy2] = [await hook(BUSY), await hook(QUIET), await hook(BUSY)]
         const [b1, b2] = [await enqueue(busy1, BUSY, 1), await enqueue(busy1, BUSY, 2)]
         const [q1, q2] = [await enqueue(quiet, QUIET, 3), await enqueue(quiet, QUIET, 4)]

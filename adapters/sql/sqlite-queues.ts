@@ -283,8 +283,8 @@ export function sqliteQueues(x: SqlExecutor, t: Tables, maxParams = 100) {
         return answer
       })
       if (next && (byTurns || (!next.ordered && !held))) {
-        // Turns go on from this store's last, which may come round to the settling company again (every
-        // other company was served since its turn); from the settling company before any claim served one.
+        // Turns go on from this store's last, so the rotation may come round to the settling company
+        // again; they start after the settling company before this store served any.
         const [taken] = await claim({ now: s.now, limit: 1, leaseMs: next.leaseMs, owner: next.owner, ordered: next.ordered }, turnAfter || row.company)
         if (taken) result.next = taken
       }
