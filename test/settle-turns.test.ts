@@ -64,9 +64,17 @@ const success = (now: number) => ({ now, state: 'succeeded' as const, response: 
 
 for (const { name, up, open } of stores) {
   describe.skipIf(!up)(`company turns in a settle’s claim (${name})`, () => {
-    it('hands a company its own next once every other company was served since its turn', async () => {
+    const withStore = async (work: (store: Store) => Promise<void>) => {
       const { store, close } = await open()
       try {
+        await work(store)
+      } finally {
+        await close()
+      }
+    }
+
+    it('hands a company its own next once every other company was served since its turn', async () => {
+      await withStore(async (store) => {
         const { hook, enqueue } = writer(store)
         const claim = (now: number) => store.claim({ now, limit: 1, leaseMs: 1_000, owner: 'me', ordered: true })
 
@@ -91,14 +99,11 @@ for (const { name, up, open } of stores) {
         expect(secondBusy?.delivery.id).toBe(b2)
         for (const [i, held] of [quietSettled!.next!, secondBusy!].entries()) expect((await store.settle(held.lease, success(17 + i)))?.next).toBeUndefined()
         expect(await store.openCount()).toBe(0)
-      } finally {
-        await close()
-      }
+      })
     })
 
     it('hands a company its own next once the rotation comes round to it (unordered)', async () => {
-      const { store, close } = await open()
-      try {
+      await withStore(async (store) => {
         const { hook, enqueue } = writer(store)
         const claim = (now: number) => store.claim({ now, limit: 1, leaseMs: 1_000, owner: 'me', ordered: false })
         const any = { owner: 'me', leaseMs: 1_000, ordered: false }
@@ -116,14 +121,11 @@ for (const { name, up, open } of stores) {
         expect(busySettled?.next?.delivery.id).toBe(b2)
         for (const held of [quietSettled!.next!, busySettled!.next!]) await store.settle(held.lease, { now: 16, state: 'succeeded', response: 'ok' })
         expect(await store.openCount()).toBe(0)
-      } finally {
-        await close()
-      }
+      })
     })
 
     it('counts a queue passed straight on as its company’s turn', async () => {
-      const { store, close } = await open()
-      try {
+      await withStore(async (store) => {
         const { hook, enqueue } = writer(store)
         const [busy1, quiet, busy2] = [await hook(BUSY), await hook(QUIET), await hook(BUSY)]
         const [b1, b2] = [await enqueue(busy1, BUSY, 1), await enqueue(busy1, BUSY, 2)]
@@ -141,9 +143,7 @@ for (const { name, up, open } of stores) {
         expect((await store.settle(quietHead.lease, success(12)))?.next?.delivery.id).toBe(q2)
         const [last] = await store.claim({ now: 13, limit: 1, leaseMs: 1_000, owner: 'me', ordered: true })
         expect(last?.delivery.id).toBe(b3)
-      } finally {
-        await close()
-      }
+      })
     })
   })
 }
